@@ -1,0 +1,139 @@
+//! Command-line flags and the settings they make.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::store::Durability;
+
+/// cometa: the legacy PHP chat's Comet endpoints, in one Rust binary.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to do; without a command, serve the chat.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// SQLite database file, shared with the legacy PHP app.
+    #[arg(
+        long,
+        env = "CHAT_DB",
+        default_value = "data/chat.sqlite",
+        global = true
+    )]
+    pub db: PathBuf,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations/ to --db and exit.
+    Migrate,
+}
+
+/// Flags of the server.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Where to listen: host:port, or unix:/path/to.sock (for nginx).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Seconds a long-poll is held before it answers [] (fractions allowed).
+    /// Keep it below the client's 40 s timeout and nginx's proxy_read_timeout.
+    #[arg(long, default_value_t = 25.0, value_parser = seconds)]
+    pub hold: f64,
+
+    /// Time zone of the printed message times (IANA name, as PHP's date.timezone).
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+
+    /// Folder of the static front end, served at the base path.
+    #[arg(long, default_value = "legacy_php/public")]
+    pub static_dir: PathBuf,
+
+    /// Path prefix the app lives under, e.g. /chat (when nginx passes the prefix on).
+    #[arg(long, default_value = "")]
+    pub base_path: String,
+
+    /// Most connections open at once; one more is answered 503 at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Largest request body, in bytes; a larger one is answered 413.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_body: usize,
+
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub header_timeout: f64,
+
+    /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
+    pub shutdown_timeout: f64,
+
+    /// What an acknowledged send survives: full (power loss) or normal (a crash of cometa).
+    #[arg(long, value_enum, default_value = "full")]
+    pub durability: Durability,
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
+}
+
+/// Settings of a running server, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a long-poll is held.
+    pub hold: Duration,
+    /// Zone of printed times.
+    pub timezone: jiff::tz::TimeZone,
+    /// Static front end folder.
+    pub static_dir: PathBuf,
+    /// Prefix, "" or "/chat" (no trailing slash).
+    pub base_path: String,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Body cap in bytes.
+    pub max_body: usize,
+    /// Header read timeout.
+    pub header_timeout: Duration,
+    /// Grace period on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// Checks the flags; the error says which one is wrong.
+    pub fn config(&self) -> Result<Config, String> {
+        let timezone = jiff::tz::TimeZone::get(&self.timezone)
+            .map_err(|e| format!("--timezone {:?}: {e}", self.timezone))?;
+        let base_path = self.base_path.trim_end_matches('/').to_owned();
+        if !(base_path.is_empty() || base_path.starts_with('/')) {
+            return Err(format!(
+                "--base-path {:?} must start with /",
+                self.base_path
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        Ok(Config {
+            hold: Duration::from_secs_f64(self.hold),
+            timezone,
+            static_dir: self.static_dir.clone(),
+            base_path,
+            max_connections: self.max_connections,
+            max_body: self.max_body,
+            header_timeout: Duration::from_secs_f64(self.header_timeout),
+            shutdown_timeout: Duration::from_secs_f64(self.shutdown_timeout),
+        })
+    }
+}

@@ -1,0 +1,127 @@
+//! Routing: one `match` from (method, path) to an endpoint, the stats page or
+//! the static front end; the request body is read here, capped.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, header};
+use tokio::sync::Semaphore;
+
+use crate::chat::Chat;
+use crate::config::Config;
+use crate::endpoints::Endpoint;
+use crate::error::{ApiError, text};
+use crate::php;
+use crate::static_files;
+
+/// Everything a request handler needs.
+pub struct App {
+    /// The core.
+    pub chat: Chat,
+    /// Settings.
+    pub config: Config,
+    /// Connection permits (the server holds one per open connection).
+    pub connections: Arc<Semaphore>,
+}
+
+impl App {
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.config.max_connections - self.connections.available_permits()
+    }
+}
+
+/// Answers one request; never fails (errors become HTTP answers).
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(route(&app, req)
+        .await
+        .unwrap_or_else(ApiError::into_response))
+}
+
+async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let base = app.config.base_path.as_str();
+    let Some(path) = req.uri().path().strip_prefix(base) else {
+        return Err(ApiError::NotFound);
+    };
+    if path.is_empty() {
+        // `/chat` → `/chat/`, so the front end's relative URLs resolve under the prefix.
+        let mut res = text(
+            StatusCode::MOVED_PERMANENTLY,
+            "text/plain; charset=utf-8",
+            "",
+        );
+        let location =
+            header::HeaderValue::from_str(&format!("{base}/")).map_err(|_| ApiError::NotFound)?;
+        res.headers_mut().insert(header::LOCATION, location);
+        return Ok(res);
+    }
+    if !path.starts_with('/') {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(endpoint) = Endpoint::from_path(path) {
+        let params = match *req.method() {
+            Method::GET => php::Request::parse(req.uri().query(), None),
+            Method::POST => {
+                let query = req.uri().query().map(str::to_owned);
+                let form = is_form(&req);
+                let body = read_body(req, app.config.max_body).await?;
+                php::Request::parse(query.as_deref(), form.then_some(&body[..]))
+            }
+            _ => return Err(ApiError::MethodNotAllowed),
+        };
+        return endpoint
+            .call(&app.chat, &app.config.timezone, &params)
+            .await;
+    }
+    match (req.method(), path) {
+        (&Method::GET, "/_cometa/stats") => Ok(text(
+            StatusCode::OK,
+            "application/json",
+            format!(
+                r#"{{"waiters":{},"connections":{},"rooms":{}}}"#,
+                app.chat.changes().waiters(),
+                app.open_connections(),
+                app.chat.changes().rooms(),
+            ),
+        )),
+        (&Method::GET | &Method::HEAD, _) => {
+            static_files::serve(&app.config.static_dir, path, req.method() == Method::HEAD).await
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// PHP reads a POST body into `$_REQUEST` only for this content type.
+fn is_form(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::TooLarge);
+    }
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge),
+        // The client went away or sent a broken body; nobody is left to answer.
+        Err(_) => Err(ApiError::BadRequest("unreadable body")),
+    }
+}

@@ -1,0 +1,207 @@
+//! The accept loop and graceful shutdown.
+//!
+//! One permit of a semaphore per open connection (taken before the connection
+//! is served, dropped with it): at the cap, a new connection is answered 503 at
+//! once instead of waiting. On shutdown the loop stops accepting, held
+//! long-polls answer `[]` (they watch the same token), and in-flight requests
+//! get a bounded grace period.
+
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::StatusCode;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::error::json_error;
+use crate::routes::{self, App};
+
+/// A bound socket: TCP or a unix socket (removed again on drop).
+pub enum Listener {
+    /// `host:port`
+    Tcp(TcpListener),
+    /// `unix:/path`
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds `addr`: `host:port` or `unix:/path` (a stale socket file is replaced).
+    pub async fn bind(addr: &str) -> io::Result<Listener> {
+        if let Some(path) = addr.strip_prefix("unix:") {
+            let path = PathBuf::from(path);
+            if path.exists() {
+                std::fs::remove_file(&path)?;
+            }
+            Ok(Listener::Unix(UnixListener::bind(&path)?, path))
+        } else {
+            Ok(Listener::Tcp(TcpListener::bind(addr).await?))
+        }
+    }
+
+    /// Where it listens, as a URL-ish string for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => match l.local_addr() {
+                Ok(a) => format!("http://{a}"),
+                Err(_) => "tcp".into(),
+            },
+            Listener::Unix(_, p) => format!("unix:{}", p.display()),
+        }
+    }
+
+    async fn accept(&self) -> io::Result<(Stream, String)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((Stream::Tcp(s), peer.to_string()))
+            }
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept().await?;
+                Ok((Stream::Unix(s), "unix".into()))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// An accepted connection of either kind.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
+pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    let header_timeout = app.config.header_timeout;
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+        };
+        let io = TokioIo::new(stream);
+        let Ok(permit) = app.connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection cap reached; answering 503");
+            tokio::spawn(reject(io, header_timeout));
+            continue;
+        };
+        let app = app.clone();
+        let service = service_fn(move |req| routes::handle(app.clone(), req));
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(io, service);
+        let conn = graceful.watch(conn);
+        let span = tracing::debug_span!("conn", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    let grace = app.config.shutdown_timeout;
+    tracing::info!("shutting down: no new connections; draining for up to {grace:?}");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing the remaining connections");
+    }
+}
+
+/// Answers one request with 503 and closes; used over the connection cap.
+async fn reject(io: TokioIo<Stream>, header_timeout: Duration) {
+    let service = service_fn(|_req| async {
+        Ok::<_, std::convert::Infallible>(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server busy",
+        ))
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(false)
+        .serve_connection(io, service);
+    let _ = tokio::time::timeout(header_timeout, conn).await;
+}
+
+/// As axum does: a failed handshake of one client is not our problem; running
+/// out of file descriptors is, and retrying at once would spin.
+async fn accept_error(e: io::Error) {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset => {}
+        _ => {
+            tracing::error!(error = %e, "accept failed; backing off");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! The one owner of the SQLite file.
+//!
+//! Writes go through a single writer thread fed by a channel: whatever is queued
+//! when it wakes is committed in one `BEGIN IMMEDIATE` transaction (group
+//! commit), then every sender is answered and the rooms that received messages
+//! are signalled. Reads run on a small pool of read-only connections on
+//! tokio's blocking threads, bounded by a semaphore so a wake-up of thousands
+//! of waiters cannot spawn thousands of threads. No rusqlite type leaves this
+//! module.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::changes::Changes;
+use crate::error::StoreError;
+
+/// How long a statement waits for another process's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most jobs committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Queued writes before senders wait (back-pressure).
+const QUEUE: usize = 8192;
+/// Read-only connections kept open.
+const READERS: usize = 4;
+/// Presence and typing rows older than this are deleted now and then.
+const STALE_MS: i64 = 3_600_000;
+
+/// The schema, shared with the legacy PHP app (`migrations/`).
+fn migrations() -> rusqlite_migration::Migrations<'static> {
+    rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(include_str!(
+        "../migrations/0001_init.sql"
+    ))])
+}
+
+/// `PRAGMA synchronous` for the writer: what an acknowledged send survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// fsync on every commit: survives power loss (SQLite's default, as PHP has it).
+    Full,
+    /// fsync at checkpoints only: survives a crash of cometa, not of the machine.
+    Normal,
+}
+
+/// One stored chat message, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Row id; clients follow it as `lastId`.
+    pub id: i64,
+    /// Sender's name, raw as typed (trimmed).
+    pub user: String,
+    /// Text, raw as typed (trimmed).
+    pub message: String,
+    /// Unix seconds when stored.
+    pub created_at: i64,
+}
+
+/// A change of a user's typing flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Typing {
+    /// Set the flag now.
+    Start,
+    /// Clear it.
+    Stop,
+}
+
+/// A write, queued for the writer thread.
+enum Op {
+    Send {
+        room: String,
+        user: String,
+        message: String,
+        now_ms: i64,
+    },
+    Touch {
+        room: String,
+        user: String,
+        now_ms: i64,
+        typing: Option<Typing>,
+    },
+}
+
+struct Job {
+    op: Op,
+    reply: oneshot::Sender<Result<i64, StoreError>>,
+}
+
+/// Handle to the database: cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    idle_readers: Mutex<Vec<Connection>>,
+    read_slots: Semaphore,
+}
+
+/// Applies the schema to the database at `path`, creating the file (and its
+/// folder) when missing.
+pub fn migrate(path: &Path) -> Result<(), StoreError> {
+    let mut conn = open_writer(path, Durability::Full)?;
+    migrations().to_latest(&mut conn)?;
+    Ok(())
+}
+
+fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.to_owned(), e))?;
+    }
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(%mode, "SQLite refused WAL mode; readers will block writers");
+    }
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database and starts the writer thread.
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        changes: Arc<Changes>,
+    ) -> Result<Store, StoreError> {
+        let mut conn = open_writer(path, durability)?;
+        migrations().to_latest(&mut conn)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("cometa-writer".into())
+            .spawn(move || writer_loop(conn, rx, &changes))
+            .map_err(|e| StoreError::Io(path.to_owned(), e))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                jobs: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+                idle_readers: Mutex::new(Vec::new()),
+                read_slots: Semaphore::new(READERS),
+            }),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Stores a message; marks `user` present and clears their typing flag.
+    /// Answers once the message is committed, with its id.
+    pub async fn send(&self, room: &str, user: &str, message: &str) -> Result<i64, StoreError> {
+        self.write(Op::Send {
+            room: room.to_owned(),
+            user: user.to_owned(),
+            message: message.to_owned(),
+            now_ms: now_ms(),
+        })
+        .await
+    }
+
+    /// Marks `user` present in `room`, and changes their typing flag if asked.
+    pub async fn touch(
+        &self,
+        room: &str,
+        user: &str,
+        typing: Option<Typing>,
+    ) -> Result<(), StoreError> {
+        self.write(Op::Touch {
+            room: room.to_owned(),
+            user: user.to_owned(),
+            now_ms: now_ms(),
+            typing,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn write(&self, op: Op) -> Result<i64, StoreError> {
+        let jobs = self
+            .inner
+            .jobs
+            .lock()
+            .expect("jobs lock")
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        jobs.send(Job { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The newest `limit` messages of `room`, oldest first.
+    pub async fn newest(&self, room: &str, limit: u32) -> Result<Vec<Message>, StoreError> {
+        let room = room.to_owned();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, user, message, created_at FROM messages \
+                 WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let mut rows: Vec<Message> = st
+                .query_map(params![room, limit], message_row)?
+                .collect::<Result<_, _>>()?;
+            rows.reverse();
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Up to `limit` messages of `room` with an id above `after`, oldest first.
+    pub async fn after(
+        &self,
+        room: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let room = room.to_owned();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, user, message, created_at FROM messages \
+                 WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = st
+                .query_map(params![room, after, limit], message_row)?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Distinct users seen in `room` within the last `window_ms`.
+    pub async fn present(&self, room: &str, window_ms: i64) -> Result<i64, StoreError> {
+        let room = room.to_owned();
+        let since = now_ms() - window_ms;
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT COUNT(*) FROM presence WHERE room = ?1 AND seen_ms > ?2")?
+                    .query_row(params![room, since], |r| r.get(0))?,
+            )
+        })
+        .await
+    }
+
+    /// Users other than `user` whose typing flag in `room` was set within the
+    /// last `lapse_ms`, in byte order.
+    pub async fn typing_except(
+        &self,
+        room: &str,
+        user: &str,
+        lapse_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let (room, user) = (room.to_owned(), user.to_owned());
+        let since = now_ms() - lapse_ms;
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT user FROM typing WHERE room = ?1 AND user <> ?2 AND set_ms > ?3 \
+                 ORDER BY user",
+            )?;
+            let names = st
+                .query_map(params![room, user, since], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(names)
+        })
+        .await
+    }
+
+    /// The highest message id per room among messages with an id above `after`.
+    pub async fn rooms_since(&self, after: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(move |c| {
+            let mut st =
+                c.prepare_cached("SELECT room, MAX(id) FROM messages WHERE id > ?1 GROUP BY room")?;
+            let rows = st
+                .query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// The highest message id in the database (0 when empty).
+    pub async fn max_id(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached("SELECT MAX(id) FROM messages")?
+                .query_row([], |r| r.get::<_, Option<i64>>(0))
+                .optional()?
+                .flatten()
+                .unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let _slot = self
+            .inner
+            .read_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.idle_readers.lock().expect("reader pool").pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let out = f(&conn);
+            inner.idle_readers.lock().expect("reader pool").push(conn);
+            out
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops taking writes, lets the writer commit what is queued, and waits for it.
+    pub fn close(&self) {
+        self.inner.jobs.lock().expect("jobs lock").take();
+        if let Some(handle) = self.inner.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        message: r.get(2)?,
+        created_at: r.get(3)?,
+    })
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, changes: &Changes) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut last_sweep = 0;
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let results: Vec<Result<i64, StoreError>> = match commit(&mut conn, &batch) {
+            Ok(ids) => ids.into_iter().map(Ok).collect(),
+            Err(e) => {
+                // One bad job must not fail the others: retry each on its own.
+                tracing::warn!(error = %e, jobs = batch.len(), "batch failed; retrying one by one");
+                batch
+                    .iter()
+                    .map(|job| commit(&mut conn, std::slice::from_ref(job)).map(|ids| ids[0]))
+                    .collect()
+            }
+        };
+        let mut woken: Vec<(&str, i64)> = Vec::new();
+        for (job, result) in batch.iter().zip(&results) {
+            if let (Op::Send { room, .. }, Ok(id)) = (&job.op, result) {
+                match woken.iter_mut().find(|(r, _)| *r == room.as_str()) {
+                    Some(entry) => entry.1 = entry.1.max(*id),
+                    None => woken.push((room.as_str(), *id)),
+                }
+            }
+        }
+        for (room, id) in woken {
+            changes.notify(room, id);
+        }
+        for (job, result) in batch.drain(..).zip(results) {
+            let _ = job.reply.send(result);
+        }
+        let now = now_ms();
+        if now - last_sweep > 60_000 {
+            last_sweep = now;
+            if let Err(e) = sweep(&conn, now) {
+                tracing::warn!(error = %e, "sweeping stale presence rows failed");
+            }
+        }
+    }
+    tracing::debug!("writer stopped");
+}
+
+/// Runs `jobs` in one transaction; on success, each job's id (0 for a touch) in order.
+fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<i64>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        results.push(apply(&tx, &job.op)?);
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn apply(c: &Connection, op: &Op) -> Result<i64, StoreError> {
+    let mark = |room: &str, user: &str, now_ms: i64| {
+        c.prepare_cached(
+            "INSERT INTO presence (room, user, seen_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (room, user) DO UPDATE SET seen_ms = excluded.seen_ms",
+        )?
+        .execute(params![room, user, now_ms])
+    };
+    let stop_typing = |room: &str, user: &str| {
+        c.prepare_cached("DELETE FROM typing WHERE room = ?1 AND user = ?2")?
+            .execute(params![room, user])
+    };
+    match op {
+        Op::Send {
+            room,
+            user,
+            message,
+            now_ms,
+        } => {
+            c.prepare_cached(
+                "INSERT INTO messages (room, user, message, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![room, user, message, now_ms.div_euclid(1000)])?;
+            let id = c.last_insert_rowid();
+            mark(room, user, *now_ms)?;
+            stop_typing(room, user)?;
+            Ok(id)
+        }
+        Op::Touch {
+            room,
+            user,
+            now_ms,
+            typing,
+        } => {
+            mark(room, user, *now_ms)?;
+            match typing {
+                Some(Typing::Start) => {
+                    c.prepare_cached(
+                        "INSERT INTO typing (room, user, set_ms) VALUES (?1, ?2, ?3) \
+                         ON CONFLICT (room, user) DO UPDATE SET set_ms = excluded.set_ms",
+                    )?
+                    .execute(params![room, user, now_ms])?;
+                }
+                Some(Typing::Stop) => {
+                    stop_typing(room, user)?;
+                }
+                None => {}
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Deletes presence and typing rows long past any window that reads them.
+fn sweep(c: &Connection, now_ms: i64) -> Result<(), StoreError> {
+    let cutoff = now_ms - STALE_MS;
+    c.execute("DELETE FROM presence WHERE seen_ms < ?1", [cutoff])?;
+    c.execute("DELETE FROM typing WHERE set_ms < ?1", [cutoff])?;
+    Ok(())
+}
