@@ -106,7 +106,7 @@ fn required_user(req: &php::Request) -> Result<String, ApiError> {
     optional_user(req)?.ok_or(ApiError::BadRequest("missing user"))
 }
 
-/// An integer parameter read as PHP's `(int)`; absent is 0.
+/// An integer parameter, trimmed then read as PHP's `(int)`; `None` when absent.
 fn int_param(
     req: &php::Request,
     name: &str,
@@ -114,7 +114,7 @@ fn int_param(
 ) -> Result<Option<i64>, ApiError> {
     match req.get(name) {
         Param::Absent => Ok(None),
-        Param::Text(s) => Ok(Some(php::int_cast(&s))),
+        Param::Text(s) => Ok(Some(php::int_cast(php::trim(&s)))),
         Param::Array | Param::InvalidUtf8 => Err(ApiError::BadRequest(invalid)),
     }
 }
