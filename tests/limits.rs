@@ -1,0 +1,272 @@
+//! Protective limits: body cap (413), connection cap (503), methods (405), slow headers.
+
+mod common;
+
+use common::{Conn, Server, error_body, request_bytes};
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+#[test]
+fn body_over_the_cap_is_413_and_changes_nothing() {
+    let s = Server::builder().arg("--max-body").arg("1024").start();
+    // Exactly at the cap: accepted.
+    let prefix = "user=ana&message=hi&_=";
+    let at_cap = format!("{prefix}{}", "x".repeat(1024 - prefix.len()));
+    assert_eq!(at_cap.len(), 1024);
+    s.post("/sendMessage.php", &at_cap)
+        .assert_json(r#"{"status":"ok","id":1}"#);
+    // One byte more: refused.
+    let over = format!("{at_cap}x");
+    let r = s.post("/sendMessage.php", &over);
+    r.assert(
+        413,
+        "application/json",
+        &error_body("request body too large"),
+    );
+    let r = s.post(
+        "/sendMessage.php",
+        &format!("user=ana&message={}", "y".repeat(5000)),
+    );
+    r.assert(
+        413,
+        "application/json",
+        &error_body("request body too large"),
+    );
+    for ep in [
+        "/listenToRecive.php",
+        "/isTyping.php",
+        "/getNumberOfUsers.php",
+    ] {
+        let r = s.post(ep, &format!("user=bob&_={}", "z".repeat(2000)));
+        r.assert(
+            413,
+            "application/json",
+            &error_body("request body too large"),
+        );
+    }
+    assert_eq!(
+        s.counts(),
+        (1, 1, 0),
+        "only the message at the cap is stored"
+    );
+}
+
+#[test]
+fn default_body_cap_is_64_kib() {
+    let s = Server::start();
+    let prefix = "user=ana&message=hi&_=";
+    let at_cap = format!("{prefix}{}", "x".repeat(65536 - prefix.len()));
+    s.post("/sendMessage.php", &at_cap)
+        .assert_json(r#"{"status":"ok","id":1}"#);
+    let r = s.post("/sendMessage.php", &format!("{at_cap}x"));
+    r.assert(
+        413,
+        "application/json",
+        &error_body("request body too large"),
+    );
+    assert_eq!(s.counts().0, 1);
+}
+
+#[test]
+fn chunked_bodies_are_read_and_capped() {
+    let s = Server::builder().arg("--max-body").arg("1024").start();
+    let raw = |chunks: &[&str]| {
+        let mut body = Vec::new();
+        for c in chunks {
+            body.extend_from_slice(format!("{:x}\r\n{c}\r\n", c.len()).as_bytes());
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        request_bytes(
+            s.addr,
+            "POST",
+            "/sendMessage.php",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Transfer-Encoding", "chunked"),
+            ],
+            &body,
+        )
+    };
+    let r = common::raw(s.addr, &raw(&["user=ana&mes", "sage=chunked"])).unwrap();
+    r.assert_json(r#"{"status":"ok","id":1}"#);
+    let big = "x".repeat(600);
+    let r = common::raw(s.addr, &raw(&["user=ana&message=hi&_=", &big, &big])).unwrap();
+    r.assert(
+        413,
+        "application/json",
+        &error_body("request body too large"),
+    );
+    assert_eq!(s.counts().0, 1);
+}
+
+#[test]
+fn declared_length_over_the_cap_is_refused_without_waiting_for_the_body() {
+    let s = Server::builder().arg("--max-body").arg("1024").start();
+    let mut c = Conn::open(s.addr).unwrap();
+    c.set_read_timeout(Duration::from_secs(5));
+    let head = format!(
+        "POST /sendMessage.php HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000\r\n\r\nuser=ana",
+        s.addr
+    );
+    c.write(head.as_bytes()).unwrap();
+    let t0 = Instant::now();
+    let r = c
+        .read_response(false)
+        .expect("a 413 while the body is still unsent");
+    r.assert(
+        413,
+        "application/json",
+        &error_body("request body too large"),
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn methods_other_than_get_and_post_are_405_with_allow() {
+    let s = Server::start();
+    for path in [
+        "/sendMessage.php?user=ana&message=hi",
+        "/listenToRecive.php",
+        "/getNumberOfUsers.php",
+        "/isTyping.php?user=ana&typing=1",
+    ] {
+        for method in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+            let r = s.request(
+                method,
+                path,
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                b"user=ana&message=x",
+            );
+            r.assert(405, "application/json", &error_body("method not allowed"));
+            let allow = r
+                .header("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: no Allow header: {r}"));
+            let mut allowed: Vec<String> = allow.split(',').map(|m| m.trim().to_string()).collect();
+            allowed.sort();
+            assert_eq!(allowed, ["GET", "POST"], "{method} {path}: Allow: {allow}");
+        }
+    }
+    s.assert_nothing_stored("405 answers");
+}
+
+#[test]
+fn static_paths_list_head_in_their_allow_header() {
+    let s = Server::start();
+    let r = s.request("DELETE", "/index.html", &[], b"");
+    assert_eq!(r.status, 405, "{r}");
+    let allow = r.header("allow").unwrap_or_default().to_string();
+    let allowed: Vec<&str> = allow.split(',').map(str::trim).collect();
+    assert!(
+        allowed.contains(&"GET") && allowed.contains(&"HEAD"),
+        "a static path allows HEAD too (docs/wire.md); got Allow: {allow:?}; {r}"
+    );
+}
+
+/// True while nothing (no answer, no EOF) has arrived on a long-poll connection.
+fn is_held(c: &Conn) -> bool {
+    let st = c.stream();
+    st.set_nonblocking(true).unwrap();
+    let r = st.peek(&mut [0u8; 1]);
+    st.set_nonblocking(false).unwrap();
+    matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn connection_cap_answers_503_at_once_and_recovers() {
+    let s = Server::builder()
+        .hold("20")
+        .arg("--max-connections")
+        .arg("2")
+        .start();
+    assert_eq!(s.send("ana", "first", "main"), 1);
+    let open_poll = || {
+        let mut c = Conn::open(s.addr).unwrap();
+        c.send_get(s.addr, "/listenToRecive.php?lastId=1").unwrap();
+        c
+    };
+    // Two held long-polls fill the cap. A connection that just closed may hold its
+    // slot a moment longer, so a poll can itself be refused: reopen it then. A probe's
+    // 503 counts only if both polls are still held afterwards.
+    let mut held: Vec<Conn> = vec![open_poll(), open_poll()];
+    let r = common::wait_for(
+        Duration::from_secs(10),
+        "a 503 while the cap is full",
+        || {
+            for c in held.iter_mut() {
+                if !is_held(c) {
+                    *c = open_poll();
+                }
+            }
+            let t0 = Instant::now();
+            let r = s.get("/getNumberOfUsers.php");
+            let took = t0.elapsed();
+            if r.status == 503 && held.iter().all(is_held) {
+                assert!(took < Duration::from_secs(2), "503 took {took:?}");
+                Some(r)
+            } else {
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            }
+        },
+    );
+    r.assert(503, "application/json", &error_body("server busy"));
+    // A send refused for being busy stores nothing.
+    let r = s.post("/sendMessage.php", "user=bob&message=busy");
+    r.assert(503, "application/json", &error_body("server busy"));
+    assert_eq!(s.counts().0, 1);
+
+    // Closing one held poll frees a slot: the server serves again.
+    held.pop();
+    common::wait_for(
+        Duration::from_secs(10),
+        "service after a slot is freed",
+        || {
+            let r = s.get("/getNumberOfUsers.php");
+            (r.status == 200).then_some(())
+        },
+    );
+    // The remaining held poll still gets its message.
+    let mut last = held.pop().unwrap();
+    // (A probe's slot may linger for a moment: a refused send stores nothing, so retry.)
+    let id = common::wait_for(Duration::from_secs(10), "a send with one slot free", || {
+        let r = s.post("/sendMessage.php", "user=ana&message=second");
+        (r.status == 200).then(|| common::parse_send_ok(&r))
+    });
+    assert_eq!(id, 2);
+    let r = last.read_response(false).unwrap();
+    assert_eq!(
+        common::parse_messages(&r)
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        vec![2]
+    );
+}
+
+#[test]
+fn slow_headers_are_cut_off_by_the_header_timeout() {
+    let s = Server::builder().arg("--header-timeout").arg("1").start();
+    let mut c = Conn::open(s.addr).unwrap();
+    c.set_read_timeout(Duration::from_secs(10));
+    c.write(b"GET /getNumberOfUsers.php HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let t0 = Instant::now();
+    let mut buf = Vec::new();
+    // The server either answers (408) and closes or just closes: either way the read ends.
+    let res = c.stream().try_clone().unwrap().read_to_end(&mut buf);
+    let took = t0.elapsed();
+    assert!(
+        res.is_ok()
+            || res
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "read error {res:?} after {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "connection with unfinished headers kept for {took:?}"
+    );
+    // The server is still fine.
+    s.get("/getNumberOfUsers.php")
+        .assert(200, "text/html; charset=UTF-8", "0");
+}
