@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::store::Durability;
+use crate::watcher::WatchMode;
 
 /// cometa: the legacy PHP chat's Comet endpoints, in one Rust binary.
 #[derive(Debug, Parser)]
@@ -74,6 +75,17 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     #[arg(long, default_value_t = 5.0, value_parser = seconds)]
     pub shutdown_timeout: f64,
+
+    /// How commits by other processes (the PHP app) are noticed: notify
+    /// (file-system events, checked every --fallback-poll too) or poll (the
+    /// periodic check only, e.g. on NFS).
+    #[arg(long, value_enum, default_value = "notify")]
+    pub watch: WatchMode,
+
+    /// Seconds between checks for foreign commits when no event came: the
+    /// longest a PHP-written message can wait.
+    #[arg(long, default_value_t = 1.0, value_parser = seconds)]
+    pub fallback_poll: f64,
 
     /// What an acknowledged send survives: full (power loss) or normal (a crash of cometa).
     #[arg(long, value_enum, default_value = "full")]

@@ -32,9 +32,12 @@ pub enum ApiError {
     /// The body is over the configured cap (413).
     #[error("request body too large")]
     TooLarge,
-    /// Not GET or POST (405).
+    /// Not GET or POST on an endpoint (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Not GET or HEAD on a static file (405).
+    #[error("method not allowed")]
+    StaticMethodNotAllowed,
     /// No such path (404).
     #[error("not found")]
     NotFound,
@@ -49,7 +52,9 @@ impl ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed | ApiError::StaticMethodNotAllowed => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
             ApiError::NotFound => {
                 return text(
                     StatusCode::NOT_FOUND,
@@ -66,10 +71,15 @@ impl ApiError {
             ApiError::Store(_) => "internal error".to_owned(),
             other => other.to_string(),
         };
+        let allow = match &self {
+            ApiError::MethodNotAllowed => Some("GET, POST"),
+            ApiError::StaticMethodNotAllowed => Some("GET, HEAD"),
+            _ => None,
+        };
         let mut res = json_error(status, &reason);
-        if status == StatusCode::METHOD_NOT_ALLOWED {
+        if let Some(allow) = allow {
             res.headers_mut()
-                .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
         }
         res
     }

@@ -11,6 +11,7 @@
 //! - [`chat`]: the core actions (send, listen, presence, typing), independent of the wire.
 //! - [`store`]: the one owner of SQLite: a group-committing writer thread and readers.
 //! - [`changes`]: the per-room "something changed" signal that wakes waiters.
+//! - [`watcher`]: notices commits by other processes (the PHP app) and signals their rooms.
 //! - [`static_files`]: the front end.
 //! - [`error`]: error types and their HTTP answers.
 
@@ -24,3 +25,4 @@ pub mod routes;
 pub mod server;
 pub mod static_files;
 pub mod store;
+pub mod watcher;

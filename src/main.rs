@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tokio::sync::Semaphore;
@@ -14,6 +15,7 @@ use cometa::config::{Cli, Command};
 use cometa::routes::App;
 use cometa::server::{self, Listener};
 use cometa::store::{self, Store};
+use cometa::watcher::ForeignWrites;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -60,6 +62,18 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let foreign = match ForeignWrites::start(
+            &cli.db,
+            cli.serve.watch,
+            Duration::from_secs_f64(cli.serve.fallback_poll),
+            changes.clone(),
+        ) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("cometa: watching {}: {e}", cli.db.display());
+                return ExitCode::FAILURE;
+            }
+        };
         let listener = match Listener::bind(&cli.serve.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -80,6 +94,7 @@ fn main() -> ExitCode {
 
         tokio::spawn(signals(shutdown.clone()));
         server::run(listener, app, shutdown).await;
+        drop(foreign);
         // Every sender has been answered or dropped: let the writer finish its queue.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");

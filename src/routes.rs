@@ -93,7 +93,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         (&Method::GET | &Method::HEAD, _) => {
             static_files::serve(&app.config.static_dir, path, req.method() == Method::HEAD).await
         }
-        _ => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::StaticMethodNotAllowed),
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::changes::Changes;
@@ -289,31 +289,6 @@ impl Store {
         .await
     }
 
-    /// The highest message id per room among messages with an id above `after`.
-    pub async fn rooms_since(&self, after: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        self.read(move |c| {
-            let mut st =
-                c.prepare_cached("SELECT room, MAX(id) FROM messages WHERE id > ?1 GROUP BY room")?;
-            let rows = st
-                .query_map(params![after], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            Ok(rows)
-        })
-        .await
-    }
-
-    /// The highest message id in the database (0 when empty).
-    pub async fn max_id(&self) -> Result<i64, StoreError> {
-        self.read(|c| {
-            Ok(c.prepare_cached("SELECT MAX(id) FROM messages")?
-                .query_row([], |r| r.get::<_, Option<i64>>(0))
-                .optional()?
-                .flatten()
-                .unwrap_or(0))
-        })
-        .await
-    }
-
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -347,6 +322,54 @@ impl Store {
             let _ = handle.join();
         }
     }
+}
+
+/// Notices commits made through other connections — the legacy PHP app's, and
+/// our own writer's — by `PRAGMA data_version` on a connection of its own, and
+/// tells which rooms received messages since it last looked.
+pub struct VersionProbe {
+    conn: Connection,
+    version: i64,
+    seen_id: i64,
+}
+
+impl VersionProbe {
+    /// Opens the probe; messages up to the current highest id count as seen.
+    pub fn open(path: &Path) -> Result<VersionProbe, StoreError> {
+        let conn = open_reader(path)?;
+        let version = data_version(&conn)?;
+        let seen_id =
+            conn.query_row("SELECT IFNULL(MAX(id), 0) FROM messages", [], |r| r.get(0))?;
+        Ok(VersionProbe {
+            conn,
+            version,
+            seen_id,
+        })
+    }
+
+    /// Rooms with messages committed since the last call, each with its highest
+    /// id; empty (and no query beyond the pragma) when nothing was committed.
+    pub fn changed_rooms(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        let version = data_version(&self.conn)?;
+        if version == self.version {
+            return Ok(Vec::new());
+        }
+        self.version = version;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT room, MAX(id) FROM messages WHERE id > ?1 GROUP BY room")?;
+        let rooms: Vec<(String, i64)> = st
+            .query_map([self.seen_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        if let Some(max) = rooms.iter().map(|(_, id)| *id).max() {
+            self.seen_id = max;
+        }
+        Ok(rooms)
+    }
+}
+
+fn data_version(c: &Connection) -> Result<i64, StoreError> {
+    Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {

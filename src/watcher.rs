@@ -1,0 +1,145 @@
+//! The watcher of foreign writes: wakes the waiters of rooms that received
+//! messages from another process (the legacy PHP app) writing the same file.
+//!
+//! A file-system event on the database's folder (the `-wal` file or the
+//! database itself) is only a hint; `PRAGMA data_version` on a dedicated
+//! connection says whether anything was committed, and one indexed query says
+//! which rooms. Events from our own reads are not modifications and are ignored;
+//! our own commits cost one cheap look each. notify is not fully reliable
+//! (inotify can overflow, NFS sends nothing), so the probe also runs every
+//! `fallback` period, and `--watch poll` uses that period alone.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher as _};
+
+use crate::changes::Changes;
+use crate::error::StoreError;
+use crate::store::VersionProbe;
+
+/// How foreign writes are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchMode {
+    /// File-system events, with a periodic check as a fallback.
+    Notify,
+    /// The periodic check only (for NFS and other file systems without events).
+    Poll,
+}
+
+enum Hint {
+    Look,
+    Stop,
+}
+
+/// The running watcher; stops its thread on drop.
+pub struct ForeignWrites {
+    hints: mpsc::Sender<Hint>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _events: Option<notify::RecommendedWatcher>,
+}
+
+impl ForeignWrites {
+    /// Starts watching the database at `db`; `fallback` is the longest a
+    /// foreign commit can go unnoticed.
+    pub fn start(
+        db: &Path,
+        mode: WatchMode,
+        fallback: Duration,
+        changes: Arc<Changes>,
+    ) -> Result<ForeignWrites, StoreError> {
+        let mut probe = VersionProbe::open(db)?;
+        let (hints, rx) = mpsc::channel();
+        let events = match mode {
+            WatchMode::Poll => None,
+            WatchMode::Notify => match file_events(db, hints.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, ?fallback, "no file-system events; checking periodically only");
+                    None
+                }
+            },
+        };
+        let thread = std::thread::Builder::new()
+            .name("cometa-watcher".into())
+            .spawn(move || {
+                loop {
+                    match rx.recv_timeout(fallback) {
+                        Ok(Hint::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Ok(Hint::Look) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    }
+                    // A burst of events needs one look.
+                    let mut stop = false;
+                    while let Ok(h) = rx.try_recv() {
+                        stop |= matches!(h, Hint::Stop);
+                    }
+                    if stop {
+                        break;
+                    }
+                    match probe.changed_rooms() {
+                        Ok(rooms) => {
+                            for (room, id) in rooms {
+                                changes.notify(&room, id);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "checking for foreign writes failed"),
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Io(db.to_owned(), e))?;
+        Ok(ForeignWrites {
+            hints,
+            thread: Some(thread),
+            _events: events,
+        })
+    }
+}
+
+impl Drop for ForeignWrites {
+    fn drop(&mut self) {
+        let _ = self.hints.send(Hint::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Watches the database's folder; modifications of the database file or its
+/// `-wal`/`-journal` siblings become hints.
+fn file_events(db: &Path, hints: mpsc::Sender<Hint>) -> notify::Result<notify::RecommendedWatcher> {
+    let abs = std::path::absolute(db).unwrap_or_else(|_| db.to_owned());
+    let dir = abs
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let name = abs
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else {
+            // Overflow or another error: look, to be safe.
+            let _ = hints.send(Hint::Look);
+            return;
+        };
+        if !matches!(
+            event.kind,
+            EventKind::Modify(_) | EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any
+        ) {
+            return;
+        }
+        let ours = event.paths.iter().any(|p| {
+            p.file_name().is_some_and(|f| {
+                f.as_encoded_bytes().starts_with(name.as_encoded_bytes())
+                    && !f.as_encoded_bytes().ends_with(b"-shm")
+            })
+        });
+        if ours {
+            let _ = hints.send(Hint::Look);
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
