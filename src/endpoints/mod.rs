@@ -112,11 +112,7 @@ fn int_param(
     name: &str,
     invalid: &'static str,
 ) -> Result<Option<i64>, ApiError> {
-    match req.get(name) {
-        Param::Absent => Ok(None),
-        Param::Text(s) => Ok(Some(php::int_cast(php::trim(&s)))),
-        Param::Array | Param::InvalidUtf8 => Err(ApiError::BadRequest(invalid)),
-    }
+    Ok(text_param(req, name, invalid)?.map(|s| php::int_cast(&s)))
 }
 
 /// 200 with a JSON body.
