@@ -209,6 +209,18 @@ fn register(entries: &mut Vec<Entry>, piece: &[u8]) {
     entries.push(Entry { name, value });
 }
 
+/// Whether PHP reads a POST body with this `Content-Type` into `$_POST` (and so
+/// `$_REQUEST`): SAPI lower-cases the value, cuts it at the first `;`, `,` or
+/// space, and compares the rest with `application/x-www-form-urlencoded` (a tab
+/// is not a cut, so `…urlencoded\t;charset=x` is not a form).
+pub fn is_form_content_type(value: &[u8]) -> bool {
+    let media_type = value
+        .split(|&b| matches!(b, b';' | b',' | b' '))
+        .next()
+        .unwrap_or_default();
+    media_type.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+}
+
 /// PHP's trim(): strips " \t\n\r\0\x0B" from both ends.
 pub fn trim(s: &str) -> &str {
     s.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r' | '\0' | '\x0B'))
@@ -440,6 +452,33 @@ mod tests {
     }
 
     // ---- $_REQUEST ----------------------------------------------------------
+
+    #[test]
+    fn form_content_types() {
+        // php -S, POST user=a: which of these fill $_POST.
+        for ct in [
+            "application/x-www-form-urlencoded",
+            "APPLICATION/X-WWW-FORM-URLENCODED",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            "application/x-www-form-urlencoded;charset=UTF-8",
+            "application/x-www-form-urlencoded,text/plain",
+            "application/x-www-form-urlencoded charset=UTF-8",
+            "application/x-www-form-urlencoded ",
+        ] {
+            assert!(is_form_content_type(ct.as_bytes()), "{ct:?}");
+        }
+        for ct in [
+            "",
+            "application/x-www-form-urlencoded\t;charset=UTF-8",
+            "application/x-www-form-urlencodedx",
+            "application/x-www-form",
+            " application/x-www-form-urlencoded",
+            "text/plain",
+            "multipart/form-data; boundary=x",
+        ] {
+            assert!(!is_form_content_type(ct.as_bytes()), "{ct:?}");
+        }
+    }
 
     #[test]
     fn request_empty() {

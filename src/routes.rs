@@ -65,15 +65,21 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         return Err(ApiError::NotFound);
     }
     if let Some(endpoint) = Endpoint::from_path(path) {
-        let params = match *req.method() {
-            Method::GET => php::Request::parse(req.uri().query(), None),
-            Method::POST => {
-                let query = req.uri().query().map(str::to_owned);
-                let form = is_form(&req);
-                let body = read_body(req, app.config.max_body).await?;
-                php::Request::parse(query.as_deref(), form.then_some(&body[..]))
-            }
-            _ => return Err(ApiError::MethodNotAllowed),
+        if !matches!(*req.method(), Method::GET | Method::POST) {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        // PHP refuses by the declared length whatever the method: a GET too.
+        if declared_length(&req).is_some_and(|n| n > app.config.max_body as u64) {
+            return Err(ApiError::TooLarge);
+        }
+        let params = if *req.method() == Method::POST {
+            let query = req.uri().query().map(str::to_owned);
+            let form = is_form(&req);
+            let body = read_body(req, app.config.max_body).await?;
+            php::Request::parse(query.as_deref(), form.then_some(&body[..]))
+        } else {
+            // A GET's body is never read.
+            php::Request::parse(req.uri().query(), None)
         };
         return endpoint
             .call(&app.chat, &app.config.timezone, &params)
@@ -101,21 +107,19 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
 fn is_form(req: &Request<Incoming>) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
+        .is_some_and(|v| php::is_form_content_type(v.as_bytes()))
+}
+
+/// The request's `Content-Length`, if it has a valid one.
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    if declared_length(&req).is_some_and(|n| n > max as u64) {
         return Err(ApiError::TooLarge);
     }
     match Limited::new(req.into_body(), max).collect().await {

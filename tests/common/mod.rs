@@ -6,6 +6,8 @@
 //! seconds even when the server misbehaves.
 #![allow(dead_code)]
 
+pub(crate) mod php;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};

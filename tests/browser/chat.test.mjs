@@ -1,0 +1,482 @@
+// Real-browser test: the frozen jQuery front end (legacy_php/public/) driven by
+// headless Chromium against each backend, cometa and the legacy PHP endpoints.
+//
+//   cargo build && node --test tests/browser/
+//
+// Env: COMETA_BIN (default target/debug/cometa), CHROMIUM_BIN (default
+// /usr/bin/chromium), CI=true turns a missing chromium or php into a failure
+// instead of a skip. Every wait is bounded; servers are killed in `after`.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const COMETA_BIN = path.resolve(ROOT, process.env.COMETA_BIN || 'target/debug/cometa');
+const CHROMIUM_BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const STATIC_DIR = path.join(ROOT, 'legacy_php', 'public');
+const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
+const CI = process.env.CI === 'true';
+const HOLD = '5';
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+// What ana types: markup, both quote kinds, an ampersand, a 2-byte and an astral
+// character. It must come back as this exact text, never as HTML.
+const MESSAGE = `<script>window.__xss = 1</script> "quotes" & 'single' é 😀`;
+
+// ---------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------
+
+function isExecutable(file) {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Why this backend cannot run here (a missing tool), or null. */
+function missingTool(backend) {
+  if (!isExecutable(CHROMIUM_BIN)) {
+    return `chromium not found at ${CHROMIUM_BIN} (apt-get install chromium, or set CHROMIUM_BIN)`;
+  }
+  if (backend === 'php') {
+    const php = spawnSync(
+      'php',
+      ['-r', 'exit(extension_loaded("pdo_sqlite") && extension_loaded("mbstring") ? 0 : 3);'],
+      { stdio: 'ignore', timeout: 10_000 },
+    );
+    if (php.error) {
+      return 'php not found on PATH (apt-get install php-cli php-sqlite3 php-mbstring)';
+    }
+    if (php.status !== 0) {
+      return 'php lacks pdo_sqlite or mbstring (apt-get install php-sqlite3 php-mbstring)';
+    }
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Every process group this file started, so that none outlives it. */
+const groups = new Set();
+process.on('exit', () => {
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/**
+ * Starts `cmd` in its own process group (php -S forks its workers into it),
+ * capturing its output for the failure report.
+ */
+function startProcess(cmd, args, env = {}) {
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const proc = { child, output: '', exited: false, exitCode: null, onStdout: null };
+  groups.add(child.pid);
+  const keep = (chunk) => {
+    proc.output = (proc.output + chunk).slice(-20_000);
+  };
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (chunk) => {
+    keep(chunk);
+    if (proc.onStdout) proc.onStdout();
+  });
+  child.stderr.on('data', keep);
+  proc.exitPromise = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      proc.exited = true;
+      proc.exitCode = code ?? signal;
+      resolve();
+    });
+    child.on('error', (err) => {
+      keep(`spawn error: ${err.message}\n`);
+      proc.exited = true;
+      proc.exitCode = err.code;
+      resolve();
+    });
+  });
+  return proc;
+}
+
+function groupAlive(pid) {
+  try {
+    process.kill(-pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM to the process group, SIGKILL if it has not gone within 3 s. */
+async function stopProcess(proc) {
+  if (!proc || proc.child.pid === undefined) return;
+  const pid = proc.child.pid;
+  if (!groups.has(pid)) return;
+  try {
+    process.kill(-pid, 'SIGTERM');
+  } catch {
+    // already gone
+  }
+  const deadline = Date.now() + 3000;
+  await Promise.race([proc.exitPromise, sleep(3000)]);
+  while (groupAlive(pid) && Date.now() < deadline) await sleep(50);
+  if (groupAlive(pid)) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    await Promise.race([proc.exitPromise, sleep(2000)]);
+  }
+  groups.delete(pid);
+}
+
+/** Resolves with the first match of `re` on the process's output, bounded. */
+function waitForOutput(proc, re, ms) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      finish();
+      reject(new Error(`no ${re} on the server's output within ${ms} ms`));
+    }, ms);
+    const check = () => {
+      const m = proc.output.match(re);
+      if (m) {
+        finish();
+        resolve(m);
+      }
+    };
+    const finish = () => {
+      clearTimeout(timer);
+      proc.onStdout = null;
+    };
+    proc.onStdout = check;
+    proc.exitPromise.then(() => {
+      check();
+      finish();
+      reject(new Error(`server exited (${proc.exitCode}) before printing ${re}`));
+    });
+    check();
+  });
+}
+
+/** Polls the users endpoint until the server answers it with a number (bounded). */
+async function waitReady(proc, base, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (proc.exited) throw new Error(`server exited (${proc.exitCode}) before it was ready`);
+    try {
+      const res = await fetch(`${base}/getNumberOfUsers.php`, { signal: AbortSignal.timeout(1000) });
+      const body = await res.text();
+      if (res.status === 200 && /^\d+$/.test(body)) return;
+      last = `${res.status} ${body.slice(0, 200)}`;
+    } catch (err) {
+      last = err.message;
+    }
+    await sleep(100);
+  }
+  throw new Error(`server not ready within ${ms} ms: ${last}`);
+}
+
+async function freePort() {
+  const srv = net.createServer();
+  await new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+function migrate(db) {
+  const res = spawnSync(COMETA_BIN, ['migrate', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  if (res.error || res.status !== 0) {
+    throw new Error(`cometa migrate failed: ${res.error?.message ?? ''} ${res.stderr ?? ''}`);
+  }
+}
+
+async function startCometa(db) {
+  const proc = startProcess(COMETA_BIN, [
+    '--listen', '127.0.0.1:0',
+    '--db', db,
+    '--hold', HOLD,
+    '--static-dir', STATIC_DIR,
+  ], { NO_COLOR: '1' });
+  try {
+    const m = await waitForOutput(proc, /cometa listening on (http:\/\/127\.0\.0\.1:\d+)/, 15_000);
+    const base = m[1];
+    await waitReady(proc, base);
+    return { proc, base };
+  } catch (err) {
+    await stopProcess(proc);
+    err.message += `\n--- cometa output ---\n${proc.output}`;
+    throw err;
+  }
+}
+
+async function startPhp(db) {
+  migrate(db);
+  let lastError;
+  // The port is free when picked but may be taken before php binds it: retry.
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const proc = startProcess('php', ['-S', `127.0.0.1:${port}`, '-t', STATIC_DIR], {
+      PHP_CLI_SERVER_WORKERS: '8',
+      CHAT_DB: db,
+      CHAT_HOLD: HOLD,
+    });
+    try {
+      await waitReady(proc, base);
+      return { proc, base };
+    } catch (err) {
+      await stopProcess(proc);
+      lastError = new Error(`php -S on port ${port} (attempt ${attempt}): ${err.message}\n--- php output ---\n${proc.output}`);
+    }
+  }
+  throw lastError;
+}
+
+/** Stores a message through sendMessage.php; resolves with its id. */
+async function seed(base, user, message) {
+  const res = await fetch(`${base}/sendMessage.php`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ user, message }),
+    signal: AbortSignal.timeout(5000),
+  });
+  const body = await res.text();
+  assert.equal(res.status, 200, `seeding answered ${res.status}: ${body}`);
+  const m = body.match(/^\{"status":"ok","id":(\d+)\}$/);
+  assert.ok(m, `seeding answered ${body}`);
+  return Number(m[1]);
+}
+
+// ---------------------------------------------------------------------------
+// Pages
+// ---------------------------------------------------------------------------
+
+async function join(page, base, nick) {
+  const res = await page.goto(`${base}/`, { timeout: 10_000 });
+  assert.equal(res?.status(), 200, `${nick}: GET / answered ${res?.status()}`);
+  await page.locator('#nick').fill(nick, { timeout: 5000 });
+  await page.locator('#nick-form button[type=submit]').click({ timeout: 5000 });
+  await page.locator('#chat').waitFor({ state: 'visible', timeout: 5000 });
+}
+
+/** Waits (bounded) until `fn(arg)` is truthy in the page; `what` names it in the error. */
+async function until(page, what, fn, arg, timeout) {
+  try {
+    return await page.waitForFunction(fn, arg, { timeout, polling: 25 });
+  } catch (err) {
+    throw new Error(`${what}: not within ${timeout} ms (${err.message.split('\n')[0]})`);
+  }
+}
+
+async function screenshots(backend, pages) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const saved = [];
+  for (const [name, page] of Object.entries(pages)) {
+    if (!page || page.isClosed()) continue;
+    const file = path.join(ARTIFACTS, `browser-${backend}-${name}.png`);
+    try {
+      await page.screenshot({ path: file, fullPage: true, timeout: 5000 });
+      saved.push(file);
+    } catch (err) {
+      console.error(`could not save a screenshot of ${name}'s page: ${err.message}`);
+    }
+  }
+  return saved;
+}
+
+// ---------------------------------------------------------------------------
+// The test, once per backend
+// ---------------------------------------------------------------------------
+
+function backendSuite(backend, start) {
+  const name = `chat in Chromium against ${backend}`;
+  const missing = missingTool(backend);
+  if (missing) {
+    if (CI) {
+      test(name, () => {
+        throw new Error(`${missing}; CI=true, so a missing tool is a failure, not a skip`);
+      });
+    } else {
+      console.log(`# skipping "${name}": ${missing} (set CI=true to make this a failure)`);
+      test(name, { skip: missing }, () => {});
+    }
+    return;
+  }
+
+  describe(name, () => {
+    let tmp;
+    let server;
+    let browser;
+    const pageErrors = [];
+
+    before(async () => {
+      if (!isExecutable(COMETA_BIN)) {
+        throw new Error(`no cometa binary at ${COMETA_BIN}: run \`cargo build\` first (or set COMETA_BIN)`);
+      }
+      try {
+        tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cometa-browser-${backend}-`));
+        server = await start(path.join(tmp, 'chat.sqlite'));
+        const { chromium } = await import('playwright-core');
+        browser = await chromium.launch({ executablePath: CHROMIUM_BIN, args: CHROMIUM_ARGS, timeout: 30_000 });
+      } catch (err) {
+        await cleanup();
+        throw err;
+      }
+    }, { timeout: 45_000 });
+
+    async function cleanup() {
+      if (browser) await browser.close().catch(() => {});
+      browser = undefined;
+      if (server) await stopProcess(server.proc);
+      server = undefined;
+      if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+      tmp = undefined;
+    }
+
+    after(cleanup, { timeout: 15_000 });
+
+    test('two users: typing line, a message rendered as text within 1 s, online count', { timeout: 45_000 }, async (t) => {
+      const { base } = server;
+      // One message before anyone joins. The client re-polls an empty room's
+      // history (lastId=0, never held) only every 2 s; with a message there, its
+      // first poll returns it and the next one (lastId>0) is the held long-poll
+      // at once, so a send is delivered by a waiting poll, not by a retry timer.
+      // It is ana's: sendMessage.php marks its user present, and a third name
+      // would count in #online for the next 30 s.
+      const seedId = await seed(base, 'ana', 'welcome');
+
+      const pages = {};
+      try {
+        for (const nick of ['ana', 'bob']) {
+          const context = await browser.newContext();
+          const page = await context.newPage();
+          page.on('pageerror', (err) => pageErrors.push(`${nick}: ${err.message}`));
+          pages[nick] = page;
+        }
+        const { ana, bob } = pages;
+        await join(ana, base, 'ana');
+        await join(bob, base, 'bob');
+
+        // Both have their history, so both now wait in a held long-poll.
+        for (const [nick, page] of Object.entries(pages)) {
+          await until(page, `${nick} sees the seeded message`,
+            () => [...document.querySelectorAll('#messages li.message .text')].some((e) => e.textContent === 'welcome'),
+            null, 5000);
+        }
+
+        // Clocks for the delivery time: when ana's form is submitted, and when
+        // ana's message is added to bob's list (same machine, same clock).
+        await ana.evaluate(() => {
+          document.addEventListener('submit', (e) => {
+            if (e.target.id === 'send-form') window.__submittedAt = Date.now();
+          }, true);
+        });
+        await bob.evaluate((after) => {
+          new MutationObserver((records) => {
+            for (const r of records) {
+              for (const node of r.addedNodes) {
+                const id = node.getAttribute && Number(node.getAttribute('data-id'));
+                if (id > after && !window.__seenAt) window.__seenAt = Date.now();
+              }
+            }
+          }).observe(document.getElementById('messages'), { childList: true });
+        }, seedId);
+
+        // ana types key by key (real input events); bob's typing line, polled
+        // every 2 s, must name her. Typing takes ~2.5 s plus 2 s of idle grace,
+        // so at least one of bob's polls falls inside the window.
+        const typed = ana.locator('#message').pressSequentially(MESSAGE, { delay: 40, timeout: 15_000 });
+        await until(bob, 'bob sees "ana is typing" in #typing',
+          () => (document.getElementById('typing').textContent || '').includes('ana is typing'),
+          null, 5000);
+        await typed;
+        assert.equal(await ana.locator('#message').inputValue(), MESSAGE, 'the typed text in #message');
+
+        await ana.locator('#send-form button[type=submit]').click({ timeout: 5000 });
+        await until(bob, "bob sees ana's message", () => window.__seenAt, null, 3000);
+        const submittedAt = await ana.evaluate(() => window.__submittedAt);
+        const seenAt = await bob.evaluate(() => window.__seenAt);
+        assert.ok(submittedAt, 'the send form was submitted');
+        const delay = seenAt - submittedAt;
+        assert.ok(delay <= 1000, `bob saw the message ${delay} ms after the submission (limit 1000 ms)`);
+        t.diagnostic(`${backend}: bob saw ana's message ${delay} ms after she submitted it`);
+
+        // Rendered as text in both lists: exact string, no element made from it.
+        await until(ana, 'ana sees her own message',
+          (after) => [...document.querySelectorAll('#messages li.message')].some((li) => Number(li.getAttribute('data-id')) > after),
+          seedId, 3000);
+        for (const [nick, page] of Object.entries(pages)) {
+          const rows = await page.$$eval('#messages li.message', (lis) =>
+            lis.map((li) => ({
+              id: Number(li.getAttribute('data-id')),
+              user: li.querySelector('.user')?.textContent,
+              text: li.querySelector('.text')?.textContent,
+              textChildren: li.querySelector('.text')?.children.length,
+            })));
+          assert.equal(await page.evaluate(() => typeof window.__xss), 'undefined', `window.__xss in ${nick}'s page (the message ran as a script)`);
+          assert.equal(await page.locator('#messages script').count(), 0, `no <script> element in ${nick}'s #messages`);
+          const sent = rows.filter((r) => r.id > seedId);
+          assert.equal(sent.length, 1, `${nick}'s list has one new message: ${JSON.stringify(rows)}`);
+          assert.equal(sent[0].user, 'ana', `${nick}'s .user span of the new message`);
+          assert.equal(sent[0].text, MESSAGE, `${nick}'s .text span shows the typed string as text`);
+          assert.equal(sent[0].textChildren, 0, `${nick}'s .text span holds no element`);
+        }
+
+        // Both present within 30 s; each page refreshes the count every 5 s.
+        for (const [nick, page] of Object.entries(pages)) {
+          await until(page, `${nick}'s #online shows 2`,
+            () => document.getElementById('online').textContent.trim() === '2', null, 7000);
+        }
+      } catch (err) {
+        const saved = await screenshots(backend, pages);
+        for (const file of saved) console.error(`screenshot: ${file}`);
+        if (pageErrors.length) console.error(`page errors:\n  ${pageErrors.join('\n  ')}`);
+        console.error(`--- ${backend} server output (tail) ---\n${server.proc.output.slice(-4000)}`);
+        err.message += saved.length ? `\nscreenshots: ${saved.join(', ')}` : '';
+        throw err;
+      } finally {
+        for (const page of Object.values(pages)) await page.context().close().catch(() => {});
+      }
+    });
+  });
+}
+
+backendSuite('cometa', startCometa);
+backendSuite('php', startPhp);
