@@ -17,7 +17,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many ports are tried when `php -S` cannot bind the one picked.
 const BIND_ATTEMPTS: usize = 5;
 /// Worker processes of the built-in server: a held poll occupies one.
-const WORKERS: &str = "4";
+const WORKERS: &str = "8";
 
 /// `legacy_php/public`, the PHP app's web root.
 pub(crate) fn web_root() -> PathBuf {
@@ -114,6 +114,17 @@ impl PhpServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("chat.sqlite");
         migrate(&db);
+        PhpServer::start_in(dir, db, hold, timezone)
+    }
+
+    /// Starts the app on an existing, migrated database (say, one cometa serves
+    /// at the same time); its log goes to a temporary folder of its own.
+    pub(crate) fn start_on(db: &Path, hold: &str, timezone: &str) -> PhpServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        PhpServer::start_in(dir, db.to_owned(), hold, timezone)
+    }
+
+    fn start_in(dir: tempfile::TempDir, db: PathBuf, hold: &str, timezone: &str) -> PhpServer {
         let index = std::fs::read(web_root().join("index.html")).expect("read index.html");
         let mut failures = String::new();
         for attempt in 1..=BIND_ATTEMPTS {
