@@ -5,7 +5,8 @@
 //! database itself) is only a hint; `PRAGMA data_version` on a dedicated
 //! connection says whether anything was committed, and one indexed query says
 //! which rooms. Events from our own reads are not modifications and are ignored;
-//! our own commits cost one cheap look each. notify is not fully reliable
+//! our own commits cost a few cheap looks each (see [`FOLLOW_UPS`] for why one
+//! look is not enough). notify is not fully reliable
 //! (inotify can overflow, NFS sends nothing), so the probe also runs every
 //! `fallback` period, and `--watch poll` uses that period alone.
 
@@ -14,11 +15,31 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode};
 use notify::{EventKind, RecursiveMode, Watcher as _};
 
 use crate::changes::Changes;
 use crate::error::StoreError;
 use crate::store::VersionProbe;
+
+/// When to look again after a burst of file events, each wait after the
+/// previous look. A writer's last `write()` to the `-wal` file (the event) comes
+/// before its commit is visible: the fsync and the wal-index update in `-shm`
+/// (shared memory, no event) follow. Looking only once, at the event, would
+/// miss that commit until the fallback check; these looks catch it within a
+/// few milliseconds, and cost one `PRAGMA data_version` each.
+const FOLLOW_UPS: [Duration; 10] = [
+    Duration::from_millis(1),
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(4),
+    Duration::from_millis(8),
+    Duration::from_millis(16),
+    Duration::from_millis(32),
+    Duration::from_millis(64),
+    Duration::from_millis(128),
+    Duration::from_millis(256),
+];
 
 /// How foreign writes are noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,18 +86,26 @@ impl ForeignWrites {
         let thread = std::thread::Builder::new()
             .name("cometa-watcher".into())
             .spawn(move || {
+                // The index of the next follow-up look after a burst of events.
+                let mut follow_up: Option<usize> = None;
                 loop {
-                    match rx.recv_timeout(fallback) {
+                    let wait = follow_up.map_or(fallback, |i| FOLLOW_UPS[i]);
+                    match rx.recv_timeout(wait) {
                         Ok(Hint::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        Ok(Hint::Look) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    }
-                    // A burst of events needs one look.
-                    let mut stop = false;
-                    while let Ok(h) = rx.try_recv() {
-                        stop |= matches!(h, Hint::Stop);
-                    }
-                    if stop {
-                        break;
+                        Ok(Hint::Look) => {
+                            // A burst of events needs one look now, and the follow-ups.
+                            let mut stop = false;
+                            while let Ok(h) = rx.try_recv() {
+                                stop |= matches!(h, Hint::Stop);
+                            }
+                            if stop {
+                                break;
+                            }
+                            follow_up = Some(0);
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            follow_up = follow_up.map(|i| i + 1).filter(|&i| i < FOLLOW_UPS.len());
+                        }
                     }
                     match probe.changed_rooms() {
                         Ok(rooms) => {
@@ -124,9 +153,14 @@ fn file_events(db: &Path, hints: mpsc::Sender<Hint>) -> notify::Result<notify::R
             let _ = hints.send(Hint::Look);
             return;
         };
+        // A writer closing the file (a PHP request ending) comes after its commit.
         if !matches!(
             event.kind,
-            EventKind::Modify(_) | EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any
+            EventKind::Modify(_)
+                | EventKind::Create(_)
+                | EventKind::Remove(_)
+                | EventKind::Any
+                | EventKind::Access(AccessKind::Close(AccessMode::Write))
         ) {
             return;
         }
