@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod php;
+pub(crate) mod stack;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
