@@ -1,11 +1,14 @@
 // Real-browser test: the frozen jQuery front end (legacy_php/public/) driven by
-// headless Chromium against each backend, cometa and the legacy PHP endpoints.
+// headless Chromium against each backend: cometa, the legacy PHP endpoints, and
+// the mixed deployment (Debian's nginx serving the front end from the site of
+// deploy/nginx-cometa.conf, php-fpm with deploy/php-fpm-pool.conf for the PHP
+// endpoints, cometa on a unix socket for listenToRecive.php).
 //
 //   cargo build && node --test tests/browser/
 //
 // Env: COMETA_BIN (default target/debug/cometa), CHROMIUM_BIN (default
-// /usr/bin/chromium), CI=true turns a missing chromium or php into a failure
-// instead of a skip. Every wait is bounded; servers are killed in `after`.
+// /usr/bin/chromium), CI=true turns a missing chromium, php, nginx or php-fpm
+// into a failure instead of a skip. Every wait is bounded; servers are killed in `after`.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,10 +54,31 @@ function isExecutable(file) {
   }
 }
 
+/** `name` on PATH or in /usr/sbin (where Debian puts nginx and php-fpm), or null. */
+function findTool(name) {
+  const dirs = [...(process.env.PATH || '').split(path.delimiter), '/usr/sbin', '/sbin'];
+  for (const dir of dirs) {
+    if (dir && isExecutable(path.join(dir, name))) return path.join(dir, name);
+  }
+  return null;
+}
+
 /** Why this backend cannot run here (a missing tool), or null. */
 function missingTool(backend) {
   if (!isExecutable(CHROMIUM_BIN)) {
     return `chromium not found at ${CHROMIUM_BIN} (apt-get install chromium, or set CHROMIUM_BIN)`;
+  }
+  if (backend === 'mixed') {
+    for (const tool of ['nginx', 'php-fpm8.2']) {
+      if (!findTool(tool)) {
+        return `${tool} not found on PATH or in /usr/sbin (apt-get install nginx php-fpm)`;
+      }
+    }
+    const fpm = spawnSync(findTool('php-fpm8.2'), ['-m'], { encoding: 'utf8', timeout: 10_000 });
+    const mods = (fpm.stdout || '').split('\n').map((l) => l.trim().toLowerCase());
+    if (fpm.status !== 0 || !mods.includes('pdo_sqlite') || !mods.includes('mbstring')) {
+      return 'php-fpm8.2 lacks pdo_sqlite or mbstring (apt-get install php-sqlite3 php-mbstring)';
+    }
   }
   if (backend === 'php') {
     const php = spawnSync(
@@ -269,6 +293,140 @@ async function startPhp(db) {
   throw lastError;
 }
 
+/** Fills the `@NAME@` placeholders of a deploy/ template; none may be left. */
+function render(file, values) {
+  let text = fs.readFileSync(path.join(ROOT, 'deploy', file), 'utf8');
+  for (const [name, value] of Object.entries(values)) {
+    const key = `@${name}@`;
+    if (!text.includes(key)) throw new Error(`deploy/${file} has no placeholder ${key}`);
+    text = text.split(key).join(value);
+  }
+  const left = text.match(/@[A-Z0-9_]+@/);
+  if (left) throw new Error(`deploy/${file}: ${left[0]} left unfilled`);
+  return text;
+}
+
+async function waitForFile(proc, file, what, ms) {
+  const deadline = Date.now() + ms;
+  while (!fs.existsSync(file)) {
+    if (proc.exited) throw new Error(`${what} exited (${proc.exitCode}) before creating ${file}`);
+    if (Date.now() > deadline) throw new Error(`${what} made no ${file} within ${ms} ms`);
+    await sleep(20);
+  }
+}
+
+/**
+ * The mixed deployment: php-fpm and cometa on unix sockets in the test's
+ * folder, nginx on a loopback port in front, with the site and pool of deploy/
+ * rendered as an operator renders them (listenToRecive.php to cometa).
+ */
+async function startMixed(db) {
+  migrate(db);
+  const dir = path.dirname(db);
+  const isRoot = process.getuid?.() === 0;
+  const id = (flag) => spawnSync('id', [flag], { encoding: 'utf8' }).stdout.trim();
+  const fpmSock = path.join(dir, 'php-fpm.sock');
+  const cometaSock = path.join(dir, 'cometa.sock');
+  const procs = [];
+  const output = () => procs.map((p) => `--- ${p.name} ---\n${p.output.slice(-3000)}`).join('\n')
+    + ['php-fpm.log', 'nginx-error.log'].map((f) => {
+      const file = path.join(dir, f);
+      return `\n--- ${f} ---\n${fs.existsSync(file) ? fs.readFileSync(file, 'utf8').slice(-3000) : ''}`;
+    }).join('');
+  const stop = async () => {
+    for (const p of procs.reverse()) await stopProcess(p);
+  };
+  try {
+    // php-fpm
+    fs.writeFileSync(path.join(dir, 'pool.conf'), render('php-fpm-pool.conf', {
+      USER: id('-un'),
+      GROUP: id('-gn'),
+      POOL_LISTEN: fpmSock,
+      SOCKET_OWNER: id('-un'),
+      CHAT_DB: db,
+      CHAT_HOLD: HOLD,
+    }));
+    fs.writeFileSync(path.join(dir, 'php-fpm.conf'), [
+      '[global]',
+      `pid = ${dir}/php-fpm.pid`,
+      `error_log = ${dir}/php-fpm.log`,
+      'daemonize = no',
+      `include = ${dir}/pool.conf`,
+      '',
+    ].join('\n'));
+    const fpmArgs = ['-F', '-y', path.join(dir, 'php-fpm.conf'), '-p', dir];
+    if (isRoot) fpmArgs.push('-R');
+    const fpm = startProcess(findTool('php-fpm8.2'), fpmArgs);
+    fpm.name = 'php-fpm';
+    procs.push(fpm);
+    await waitForFile(fpm, fpmSock, 'php-fpm', 15_000);
+
+    // cometa
+    const cometa = startProcess(COMETA_BIN, [
+      '--listen', `unix:${cometaSock}`,
+      '--db', db,
+      '--hold', HOLD,
+      '--static-dir', STATIC_DIR,
+    ], { NO_COLOR: '1' });
+    cometa.name = 'cometa';
+    procs.push(cometa);
+    await waitForOutput(cometa, new RegExp(`cometa listening on unix:${cometaSock.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), 15_000);
+
+    // nginx, on a port that may be taken before it binds: retry.
+    for (const f of ['mime.types', 'fastcgi_params']) {
+      fs.copyFileSync(path.join('/etc/nginx', f), path.join(dir, f));
+    }
+    let lastError;
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const port = await freePort();
+      fs.writeFileSync(path.join(dir, 'site.conf'), render('nginx-cometa.conf', {
+        LISTEN: `127.0.0.1:${port}`,
+        SERVER_NAME: 'localhost',
+        ROOT: STATIC_DIR,
+        PHP_FPM: `unix:${fpmSock}`,
+        COMETA: `unix:${cometaSock}`,
+        COMETA_ENDPOINTS: 'listenToRecive',
+      }));
+      fs.writeFileSync(path.join(dir, 'nginx.conf'), [
+        isRoot ? 'user root;' : '',
+        'worker_processes 1;',
+        `pid ${dir}/nginx.pid;`,
+        'events { worker_connections 512; }',
+        'http {',
+        '  include mime.types;',
+        '  default_type application/octet-stream;',
+        `  access_log ${dir}/nginx-access.log;`,
+        ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${dir}/nginx-${t};`),
+        '  gzip on;',
+        '  include site.conf;',
+        '}',
+        '',
+      ].join('\n'));
+      const nginx = startProcess(findTool('nginx'), [
+        '-p', `${dir}/`, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'nginx-error.log'), '-g', 'daemon off;',
+      ]);
+      nginx.name = 'nginx';
+      procs.push(nginx);
+      const base = `http://127.0.0.1:${port}`;
+      try {
+        await waitReady(nginx, base);
+        return { procs, base, output, stop };
+      } catch (err) {
+        await stopProcess(nginx);
+        procs.pop();
+        lastError = new Error(`nginx on port ${port} (attempt ${attempt}): ${err.message}`);
+        const log = fs.readFileSync(path.join(dir, 'nginx-error.log'), 'utf8');
+        if (!log.includes('Address already in use')) break;
+      }
+    }
+    throw lastError;
+  } catch (err) {
+    err.message += `\n${output()}`;
+    await stop();
+    throw err;
+  }
+}
+
 /** Stores a message through sendMessage.php; resolves with its id. */
 async function seed(base, user, message) {
   const res = await fetch(`${base}/sendMessage.php`, {
@@ -364,7 +522,7 @@ function backendSuite(backend, start) {
     async function cleanup() {
       if (browser) await browser.close().catch(() => {});
       browser = undefined;
-      if (server) await stopProcess(server.proc);
+      if (server) await (server.stop ? server.stop() : stopProcess(server.proc));
       server = undefined;
       if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
       tmp = undefined;
@@ -468,7 +626,8 @@ function backendSuite(backend, start) {
         const saved = await screenshots(backend, pages);
         for (const file of saved) console.error(`screenshot: ${file}`);
         if (pageErrors.length) console.error(`page errors:\n  ${pageErrors.join('\n  ')}`);
-        console.error(`--- ${backend} server output (tail) ---\n${server.proc.output.slice(-4000)}`);
+        const output = server.output ? server.output() : server.proc.output.slice(-4000);
+        console.error(`--- ${backend} server output (tail) ---\n${output}`);
         err.message += saved.length ? `\nscreenshots: ${saved.join(', ')}` : '';
         throw err;
       } finally {
@@ -480,3 +639,4 @@ function backendSuite(backend, start) {
 
 backendSuite('cometa', startCometa);
 backendSuite('php', startPhp);
+backendSuite('mixed', startMixed);
