@@ -342,7 +342,8 @@ async function startMixed(db) {
       USER: id('-un'),
       GROUP: id('-gn'),
       POOL_LISTEN: fpmSock,
-      SOCKET_OWNER: id('-un'),
+      SOCKET_USER: id('-un'),
+      SOCKET_GROUP: id('-gn'),
       CHAT_DB: db,
       CHAT_HOLD: HOLD,
     }));
