@@ -601,6 +601,25 @@ fn seconds_after(text: &str, key: &str, file: &str) -> Vec<f64> {
     found
 }
 
+/// Every `@NAME@` in `text` (upper case, digits, `_`).
+fn placeholders(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = text
+        .match_indices('@')
+        .filter_map(|(at, _)| {
+            let rest = &text[at + 1..];
+            let len = rest
+                .bytes()
+                .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+                .count();
+            (len > 0 && rest[len..].starts_with('@')).then(|| format!("@{}@", &rest[..len]))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    assert!(!out.is_empty(), "no placeholder found");
+    out
+}
+
 #[test]
 fn deploy_files_keep_hold_below_client_timeout_below_proxy_timeouts() {
     let read = |f: &str| std::fs::read_to_string(deploy_file(f)).unwrap();
@@ -642,6 +661,16 @@ fn deploy_files_keep_hold_below_client_timeout_below_proxy_timeouts() {
         "X-Forwarded-For $proxy_add_x_forwarded_for",
     ] {
         assert!(site.contains(needed), "nginx-cometa.conf lacks {needed:?}");
+    }
+    // The rendering commands of deploy/README.md fill every placeholder.
+    let readme = read("README.md");
+    for (file, text) in [("nginx-cometa.conf", &site), ("php-fpm-pool.conf", &pool)] {
+        for name in placeholders(text) {
+            assert!(
+                readme.contains(&format!("s|{name}|")) || readme.contains(&format!("s/{name}/")),
+                "deploy/README.md does not say how to fill {name} of {file}"
+            );
+        }
     }
     for needed in [
         "KillSignal=SIGTERM",
