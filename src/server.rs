@@ -7,7 +7,7 @@
 //! get a bounded grace period.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -35,13 +35,13 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `addr`: `host:port` or `unix:/path` (a stale socket file is replaced).
+    /// Binds `addr`: `host:port` or `unix:/path`. A stale socket file (nobody
+    /// accepts on it) is replaced; a live one, or a file that is not a socket,
+    /// is an error rather than silently taken over.
     pub async fn bind(addr: &str) -> io::Result<Listener> {
         if let Some(path) = addr.strip_prefix("unix:") {
             let path = PathBuf::from(path);
-            if path.exists() {
-                std::fs::remove_file(&path)?;
-            }
+            remove_stale_socket(&path)?;
             Ok(Listener::Unix(UnixListener::bind(&path)?, path))
         } else {
             Ok(Listener::Tcp(TcpListener::bind(addr).await?))
@@ -71,6 +71,29 @@ impl Listener {
                 Ok((Stream::Unix(s), "unix".into()))
             }
         }
+    }
+}
+
+/// Removes `path` if it is a socket nobody listens on.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another process is listening on {}", path.display()),
+        )),
+        Err(_) => std::fs::remove_file(path),
     }
 }
 

@@ -447,3 +447,76 @@ fn a_stuck_request_is_dropped_after_the_shutdown_timeout_and_new_connections_ref
     );
     assert_eq!(counts(&s.db).0, 0);
 }
+
+/// `--listen unix:PATH`: a second cometa on the socket of a running one refuses
+/// to start (it must not take the socket over), a stale socket file is replaced,
+/// and a file that is not a socket is left alone.
+#[test]
+fn unix_socket_is_never_taken_over_from_a_live_server() {
+    use std::os::unix::net::UnixStream;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("cometa.sock");
+    let start = |db: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cometa"))
+            .arg("--listen")
+            .arg(format!("unix:{}", sock.display()))
+            .arg("--db")
+            .arg(dir.path().join(db))
+            .env_remove("CHAT_DB")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cometa")
+    };
+    let get_stats = || {
+        let mut s = UnixStream::connect(&sock)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        std::io::Write::write_all(
+            &mut s,
+            b"GET /_cometa/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )?;
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut s, &mut out)?;
+        Ok::<_, std::io::Error>(out)
+    };
+
+    // A stale socket file (its listener is gone) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let mut first = start("one.sqlite");
+    common::wait_for(
+        Duration::from_secs(10),
+        "first cometa on the socket",
+        || get_stats().ok().filter(|r| r.starts_with("HTTP/1.1 200")),
+    );
+
+    // A second one on the same path fails at once, saying why.
+    let second = start("two.sqlite").wait_with_output().unwrap();
+    assert!(
+        !second.status.success(),
+        "second cometa: {:?}",
+        second.status
+    );
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("another process is listening on"),
+        "second cometa's stderr: {err}"
+    );
+    // The first still serves on the socket.
+    assert!(get_stats().unwrap().starts_with("HTTP/1.1 200"));
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(first.id().to_string())
+        .status();
+    assert!(first.wait().unwrap().success());
+    assert!(!sock.exists(), "the socket file is removed on exit");
+
+    // A regular file at the path is not deleted.
+    std::fs::write(&sock, b"not a socket").unwrap();
+    let third = start("three.sqlite").wait_with_output().unwrap();
+    assert!(!third.status.success());
+    assert_eq!(std::fs::read(&sock).unwrap(), b"not a socket");
+}
