@@ -522,6 +522,28 @@ pub(crate) fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Whether a test that needs an outside tool can run, given why it cannot
+/// (`None`: it can). Without the tool: under `CI=true` the test fails with the
+/// reason; otherwise it says loudly on stderr that it is skipped and the caller
+/// returns. `packages` are the Debian packages that provide it.
+pub(crate) fn tool_or_skip(test: &str, unavailable: Option<String>, packages: &str) -> bool {
+    let Some(why) = unavailable else {
+        return true;
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}; CI=true, so this is a failure, not a skip (install {packages})");
+    }
+    eprintln!(
+        "\n\
+         ************************************************************\n\
+         *** {test}: skipped\n\
+         *** ({why})\n\
+         *** install {packages} to run it\n\
+         ************************************************************\n"
+    );
+    false
+}
+
 /// Polls `f` until it returns `Some` (bounded).
 pub(crate) fn wait_for<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;

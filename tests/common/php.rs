@@ -53,23 +53,7 @@ pub(crate) fn php_unavailable() -> Option<String> {
 /// fails with the reason; otherwise it says loudly on stderr that it is skipped and
 /// the caller returns.
 pub(crate) fn php_or_skip(test: &str) -> bool {
-    let Some(why) = php_unavailable() else {
-        return true;
-    };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{test}: {why}; CI=true, so this is a failure, not a skip (install php-cli php-sqlite3 php-mbstring)"
-        );
-    }
-    eprintln!(
-        "\n\
-         ************************************************************\n\
-         *** {test}: skipped: php not installed\n\
-         *** ({why})\n\
-         *** install php-cli php-sqlite3 php-mbstring to run it\n\
-         ************************************************************\n"
-    );
-    false
+    super::tool_or_skip(test, php_unavailable(), "php-cli php-sqlite3 php-mbstring")
 }
 
 /// Applies `migrations/` to a new database file with `cometa migrate --db PATH`.

@@ -124,23 +124,11 @@ pub(crate) fn stack_unavailable() -> Option<String> {
 /// `CI=true` the test fails with the reason; otherwise it says loudly that it is
 /// skipped and the caller returns.
 pub(crate) fn stack_or_skip(test: &str) -> bool {
-    let Some(why) = stack_unavailable() else {
-        return true;
-    };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{test}: {why}; CI=true, so this is a failure, not a skip (install nginx php-fpm php-sqlite3 php-mbstring)"
-        );
-    }
-    eprintln!(
-        "\n\
-         ************************************************************\n\
-         *** {test}: skipped: the nginx + php-fpm stack cannot run\n\
-         *** ({why})\n\
-         *** install nginx php-fpm php-sqlite3 php-mbstring to run it\n\
-         ************************************************************\n"
-    );
-    false
+    super::tool_or_skip(
+        test,
+        stack_unavailable(),
+        "nginx php-fpm php-sqlite3 php-mbstring",
+    )
 }
 
 fn is_root() -> bool {
