@@ -79,7 +79,11 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             php::Request::parse(query.as_deref(), form.then_some(&body[..]))
         } else {
             // A GET's body is never read.
-            php::Request::parse(req.uri().query(), None)
+            let params = php::Request::parse(req.uri().query(), None);
+            // A long-poll waits from here: keep no part of the request (its
+            // headers, and its bytes in hyper's read buffer) alive meanwhile.
+            drop(req);
+            params
         };
         return endpoint
             .call(&app.chat, &app.config.timezone, &params)
@@ -90,10 +94,11 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             StatusCode::OK,
             "application/json",
             format!(
-                r#"{{"waiters":{},"connections":{},"rooms":{}}}"#,
+                r#"{{"waiters":{},"connections":{},"rooms":{},"queries":{}}}"#,
                 app.chat.changes().waiters(),
                 app.open_connections(),
                 app.chat.changes().rooms(),
+                crate::store::statements(),
             ),
         )),
         (&Method::GET | &Method::HEAD, _) => {

@@ -8,12 +8,14 @@
 //! of waiters cannot spawn thousands of threads. No rusqlite type leaves this
 //! module.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::changes::Changes;
 use crate::error::StoreError;
@@ -28,6 +30,19 @@ const QUEUE: usize = 8192;
 const READERS: usize = 4;
 /// Presence and typing rows older than this are deleted now and then.
 const STALE_MS: i64 = 3_600_000;
+
+/// SQL statements run by this process so far (every store, reader, writer and
+/// probe), for `GET /_cometa/stats`.
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// SQL statements run by this process so far (`BEGIN` and `COMMIT` included).
+pub fn statements() -> u64 {
+    STATEMENTS.load(Ordering::Relaxed)
+}
+
+fn count(n: u64) {
+    STATEMENTS.fetch_add(n, Ordering::Relaxed);
+}
 
 /// The schema, shared with the legacy PHP app (`migrations/`).
 fn migrations() -> rusqlite_migration::Migrations<'static> {
@@ -100,6 +115,37 @@ struct Inner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     idle_readers: Mutex<Vec<Connection>>,
     read_slots: Semaphore,
+    /// `after` queries queued but not started, by (room, after, limit): a caller
+    /// asking the same joins one instead of queueing its own (see [`Store::after`]).
+    flights: Mutex<HashMap<FlightKey, (u64, FlightResult)>>,
+    next_flight: AtomicU64,
+}
+
+type FlightKey = (String, i64, u32);
+/// `None` while running; then `Some(None)` if it failed, `Some(Some(rows))`.
+type FlightResult = watch::Receiver<Option<Option<Arc<Vec<Message>>>>>;
+
+/// Removes a flight from the table unless it was already taken out (by its
+/// query starting), also when its leader is cancelled before that.
+struct FlightGuard {
+    inner: Arc<Inner>,
+    key: FlightKey,
+    id: u64,
+}
+
+impl FlightGuard {
+    fn take_out(inner: &Inner, key: &FlightKey, id: u64) {
+        let mut flights = inner.flights.lock().expect("flights lock");
+        if flights.get(key).is_some_and(|(i, _)| *i == id) {
+            flights.remove(key);
+        }
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        FlightGuard::take_out(&self.inner, &self.key, self.id);
+    }
 }
 
 /// Applies the schema to the database at `path`, creating the file (and its
@@ -162,6 +208,8 @@ impl Store {
                 writer: Mutex::new(Some(writer)),
                 idle_readers: Mutex::new(Vec::new()),
                 read_slots: Semaphore::new(READERS),
+                flights: Mutex::new(HashMap::new()),
+                next_flight: AtomicU64::new(0),
             }),
         })
     }
@@ -233,14 +281,66 @@ impl Store {
     }
 
     /// Up to `limit` messages of `room` with an id above `after`, oldest first.
+    ///
+    /// A wake-up of a room makes all its waiters ask the same question at once
+    /// (they follow the same `lastId`). A caller that finds the same query queued
+    /// and not yet started joins it instead of running its own: the query starts
+    /// after the caller asked, so its answer is as fresh as the caller's own would
+    /// be. Ten thousand woken waiters cost a handful of queries, not ten thousand.
     pub async fn after(
         &self,
         room: &str,
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        let room = room.to_owned();
+        let key: FlightKey = (room.to_owned(), after, limit);
+        let joined = self
+            .inner
+            .flights
+            .lock()
+            .expect("flights lock")
+            .get(&key)
+            .map(|(_, rx)| rx.clone());
+        if let Some(mut rx) = joined {
+            if let Ok(answer) = rx.wait_for(Option::is_some).await
+                && let Some(Some(rows)) = &*answer
+            {
+                return Ok(rows.as_ref().clone());
+            }
+            // The query failed or its caller went away: ask on our own.
+            return self.after_query(key, None).await;
+        }
+        let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
+        self.inner
+            .flights
+            .lock()
+            .expect("flights lock")
+            .insert(key.clone(), (id, rx));
+        let guard = FlightGuard {
+            inner: self.inner.clone(),
+            key: key.clone(),
+            id,
+        };
+        let rows = self.after_query(key, Some(id)).await;
+        drop(guard);
+        let _ = tx.send(Some(rows.as_ref().ok().map(|r| Arc::new(r.clone()))));
+        rows
+    }
+
+    async fn after_query(
+        &self,
+        key: FlightKey,
+        flight: Option<u64>,
+    ) -> Result<Vec<Message>, StoreError> {
+        let inner = self.inner.clone();
         self.read(move |c| {
+            if let Some(id) = flight {
+                // Started: later callers must not join (they may have asked
+                // after a commit this query can no longer see).
+                FlightGuard::take_out(&inner, &key, id);
+            }
+            let (room, after, limit) = key;
             let mut st = c.prepare_cached(
                 "SELECT id, user, message, created_at FROM messages \
                  WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
@@ -307,6 +407,8 @@ impl Store {
                 Some(c) => c,
                 None => open_reader(&inner.path)?,
             };
+            // Every reader runs exactly one statement.
+            count(1);
             let out = f(&conn);
             inner.idle_readers.lock().expect("reader pool").push(conn);
             out
@@ -355,6 +457,7 @@ impl VersionProbe {
             return Ok(Vec::new());
         }
         self.version = version;
+        count(1);
         let mut st = self
             .conn
             .prepare_cached("SELECT room, MAX(id) FROM messages WHERE id > ?1 GROUP BY room")?;
@@ -369,6 +472,7 @@ impl VersionProbe {
 }
 
 fn data_version(c: &Connection) -> Result<i64, StoreError> {
+    count(1);
     Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
@@ -435,72 +539,103 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, changes: &Chan
 }
 
 /// Runs `jobs` in one transaction; on success, each job's id (0 for a touch) in order.
+///
+/// A send marks its user present and clears their typing flag; within one batch
+/// only the last such mark of a (room, user) can be seen, so those two statements
+/// run once per (room, user) — before any touch of the batch and at the end, so
+/// the order of marks and typing changes is the order of the jobs.
 fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<i64>, StoreError> {
+    // BEGIN and COMMIT.
+    count(2);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(jobs.len());
+    let mut marks: HashMap<(&str, &str), i64> = HashMap::new();
     for job in jobs {
-        results.push(apply(&tx, &job.op)?);
+        match &job.op {
+            Op::Send {
+                room,
+                user,
+                message,
+                now_ms,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO messages (room, user, message, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![room, user, message, now_ms.div_euclid(1000)])?;
+                count(1);
+                results.push(tx.last_insert_rowid());
+                marks.insert((room, user), *now_ms);
+            }
+            Op::Touch {
+                room,
+                user,
+                now_ms,
+                typing,
+            } => {
+                flush_marks(&tx, &mut marks)?;
+                touch(&tx, room, user, *now_ms, *typing)?;
+                results.push(0);
+            }
+        }
     }
+    flush_marks(&tx, &mut marks)?;
     tx.commit()?;
     Ok(results)
 }
 
-fn apply(c: &Connection, op: &Op) -> Result<i64, StoreError> {
-    let mark = |room: &str, user: &str, now_ms: i64| {
-        c.prepare_cached(
-            "INSERT INTO presence (room, user, seen_ms) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (room, user) DO UPDATE SET seen_ms = excluded.seen_ms",
-        )?
-        .execute(params![room, user, now_ms])
-    };
-    let stop_typing = |room: &str, user: &str| {
-        c.prepare_cached("DELETE FROM typing WHERE room = ?1 AND user = ?2")?
-            .execute(params![room, user])
-    };
-    match op {
-        Op::Send {
-            room,
-            user,
-            message,
-            now_ms,
-        } => {
-            c.prepare_cached(
-                "INSERT INTO messages (room, user, message, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![room, user, message, now_ms.div_euclid(1000)])?;
-            let id = c.last_insert_rowid();
-            mark(room, user, *now_ms)?;
-            stop_typing(room, user)?;
-            Ok(id)
-        }
-        Op::Touch {
-            room,
-            user,
-            now_ms,
-            typing,
-        } => {
-            mark(room, user, *now_ms)?;
-            match typing {
-                Some(Typing::Start) => {
-                    c.prepare_cached(
-                        "INSERT INTO typing (room, user, set_ms) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (room, user) DO UPDATE SET set_ms = excluded.set_ms",
-                    )?
-                    .execute(params![room, user, now_ms])?;
-                }
-                Some(Typing::Stop) => {
-                    stop_typing(room, user)?;
-                }
-                None => {}
-            }
-            Ok(0)
-        }
+/// The presence mark and typing clear of the sends since the last flush.
+fn flush_marks(c: &Connection, marks: &mut HashMap<(&str, &str), i64>) -> Result<(), StoreError> {
+    for ((room, user), now_ms) in marks.drain() {
+        mark_present(c, room, user, now_ms)?;
+        clear_typing(c, room, user)?;
+        count(2);
     }
+    Ok(())
+}
+
+fn mark_present(c: &Connection, room: &str, user: &str, now_ms: i64) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "INSERT INTO presence (room, user, seen_ms) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (room, user) DO UPDATE SET seen_ms = excluded.seen_ms",
+    )?
+    .execute(params![room, user, now_ms])
+}
+
+fn clear_typing(c: &Connection, room: &str, user: &str) -> rusqlite::Result<usize> {
+    c.prepare_cached("DELETE FROM typing WHERE room = ?1 AND user = ?2")?
+        .execute(params![room, user])
+}
+
+/// A touch: marks the user present and applies the typing change.
+fn touch(
+    c: &Connection,
+    room: &str,
+    user: &str,
+    now_ms: i64,
+    typing: Option<Typing>,
+) -> Result<(), StoreError> {
+    mark_present(c, room, user, now_ms)?;
+    count(1 + u64::from(typing.is_some()));
+    match typing {
+        Some(Typing::Start) => {
+            c.prepare_cached(
+                "INSERT INTO typing (room, user, set_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (room, user) DO UPDATE SET set_ms = excluded.set_ms",
+            )?
+            .execute(params![room, user, now_ms])?;
+        }
+        Some(Typing::Stop) => {
+            clear_typing(c, room, user)?;
+        }
+        None => {}
+    }
+    Ok(())
 }
 
 /// Deletes presence and typing rows long past any window that reads them.
 fn sweep(c: &Connection, now_ms: i64) -> Result<(), StoreError> {
     let cutoff = now_ms - STALE_MS;
+    count(2);
     c.execute("DELETE FROM presence WHERE seen_ms < ?1", [cutoff])?;
     c.execute("DELETE FROM typing WHERE set_ms < ?1", [cutoff])?;
     Ok(())
