@@ -6,7 +6,8 @@
 //! load --target cometa|php|nchan --addr 127.0.0.1:PORT [--pid PID]... [--label NAME]
 //!      [--out results.tsv] [--modes mem,fanout,sends,foreign] [--n 1000,10000]
 //!      [--rounds 10] [--hold 25] [--idle-secs 5] [--senders 64] [--send-secs 5]
-//!      [--db PATH --php-insert benches/php/insert.php --foreign-rounds 200]
+//!      [--php-children 32] [--db PATH --php-insert benches/php/insert.php --foreign-rounds 200
+//!       --foreign-spread-ms 20]
 //! load --report results.tsv          # the tables of BENCHMARKS.md
 //! ```
 //!
@@ -37,7 +38,7 @@ mod target;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -68,6 +69,8 @@ struct Args {
     db: Option<String>,
     php_insert: Option<String>,
     foreign_rounds: usize,
+    foreign_spread_ms: u64,
+    php_children: usize,
     room: String,
 }
 
@@ -88,6 +91,8 @@ fn parse_args() -> Option<Args> {
         db: None,
         php_insert: None,
         foreign_rounds: 200,
+        foreign_spread_ms: 20,
+        php_children: 32,
         room: format!("bench{}", std::process::id()),
     };
     let mut it = std::env::args().skip(1);
@@ -118,6 +123,10 @@ fn parse_args() -> Option<Args> {
             "--db" => a.db = Some(val()),
             "--php-insert" => a.php_insert = Some(val()),
             "--foreign-rounds" => a.foreign_rounds = val().parse().expect("--foreign-rounds R"),
+            "--foreign-spread-ms" => {
+                a.foreign_spread_ms = val().parse().expect("--foreign-spread-ms MS");
+            }
+            "--php-children" => a.php_children = val().parse().expect("--php-children C"),
             "--room" => a.room = val(),
             "--bench" => {} // cargo bench passes this
             other => panic!("unknown flag {other}"),
@@ -420,8 +429,10 @@ async fn waiter_phases(a: &Args, out: &mut Out) {
             let q1 = a.kind.server_queries(a.addr).await;
             out.rec("idle_cpu_pct", n, (c1 - c0) / secs * 100.0);
             if let (Some(q0), Some(q1)) = (q0, q1) {
-                // Minus the two stats requests' own zero statements.
                 out.rec("idle_sql_per_s", n, (q1 - q0) as f64 / secs);
+            } else if a.kind == Kind::Php {
+                // Not counted: each held poll runs its SELECT every 250 ms.
+                out.rec("idle_sql_per_s", n, 4.0 * n.min(a.php_children) as f64);
             }
             let polls = pool.counters.answers.load(Ordering::Relaxed) - answers0;
             out.rec("idle_answers_per_s", n, polls as f64 / secs);
@@ -674,6 +685,7 @@ async fn foreign_phase(a: &Args, out: &mut Out) {
     let mut conn = Conn::open(a.addr).await.expect("connect");
     let mut lat = Vec::new();
     let mut lost = 0;
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
     for r in 0..a.foreign_rounds {
         let cursor = Cursor {
             last_id: last,
@@ -685,9 +697,13 @@ async fn foreign_phase(a: &Args, out: &mut Out) {
                 .await;
             (conn, r, SystemTime::now())
         });
-        // Let the poll reach the server and park; vary the phase against any
-        // periodic check.
-        tokio::time::sleep(Duration::from_millis(5 + (r as u64 * 7) % 20)).await;
+        // Let the poll reach the server and park; spread the commits over
+        // `--foreign-spread-ms` so they fall at any phase of a periodic check.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let spread = rng % a.foreign_spread_ms.max(1);
+        tokio::time::sleep(Duration::from_millis(5 + spread)).await;
         let (committed, id) = insert(&format!("seq{}", r + 1)).await;
         let (c, answer, at) = poll.await.expect("poll");
         conn = c;
@@ -733,7 +749,6 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let stop_flag = AtomicBool::new(false);
     rt.block_on(async {
         println!("== {} ({:?} at {})", a.label, a.kind, a.addr);
         if a.modes.iter().any(|m| m == "mem" || m == "fanout") {
@@ -748,6 +763,5 @@ fn main() {
             foreign_phase(&a, &mut out).await;
         }
     });
-    stop_flag.store(true, Ordering::Relaxed);
     rt.shutdown_timeout(Duration::from_secs(1));
 }

@@ -1,7 +1,199 @@
-//! `--report results.tsv`: the tables of BENCHMARKS.md from one run's results.
+//! `--report results.tsv`: the tables of BENCHMARKS.md from one run's results
+//! (`label\tkey\tn\tvalue` lines), with the ratios cometa/nchan and cometa/PHP.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+const LABELS: [&str; 3] = ["cometa", "nchan", "php-fpm"];
+
+struct Results {
+    values: BTreeMap<(String, String, usize), f64>,
+    notes: Vec<(String, usize, String)>,
+}
+
+impl Results {
+    fn get(&self, label: &str, key: &str, n: usize) -> Option<f64> {
+        self.values
+            .get(&(label.to_owned(), key.to_owned(), n))
+            .copied()
+            .filter(|v| v.is_finite())
+    }
+
+    fn ns(&self, key: &str) -> Vec<usize> {
+        let set: BTreeSet<usize> = self
+            .values
+            .keys()
+            .filter(|(_, k, _)| k == key)
+            .map(|(_, _, n)| *n)
+            .collect();
+        set.into_iter().collect()
+    }
+}
+
+fn f(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+        _ => "–".into(),
+    }
+}
+
+/// One row per N: each label's value of `key`, then cometa/nchan and cometa/php.
+fn table(r: &Results, title: &str, key: &str, digits: usize) {
+    println!("\n{title}\n");
+    println!("| N | cometa | nchan | PHP-FPM | cometa/nchan | cometa/PHP |");
+    println!("| --: | --: | --: | --: | --: | --: |");
+    for n in r.ns(key) {
+        let v: Vec<Option<f64>> = LABELS.iter().map(|l| r.get(l, key, n)).collect();
+        println!(
+            "| {n} | {} | {} | {} | {} | {} |",
+            f(v[0], digits),
+            f(v[1], digits),
+            f(v[2], digits),
+            ratio(v[0], v[1]),
+            ratio(v[0], v[2]),
+        );
+    }
+}
 
 pub(crate) fn print(path: &str) {
     let text = std::fs::read_to_string(path).expect("--report FILE");
-    let _ = text;
-    println!("(report: todo)");
+    let mut r = Results {
+        values: BTreeMap::new(),
+        notes: Vec::new(),
+    };
+    for line in text.lines() {
+        let mut it = line.splitn(4, '\t');
+        let (Some(label), Some(key), Some(n), Some(value)) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            continue;
+        };
+        let n: usize = n.parse().unwrap_or(0);
+        if key == "note" {
+            r.notes.push((label.to_owned(), n, value.to_owned()));
+        } else if let Ok(v) = value.parse::<f64>() {
+            r.values.insert((label.to_owned(), key.to_owned(), n), v);
+        }
+    }
+
+    println!("## Memory: server RSS per idle waiter, KiB ((RSS with N − RSS with 0) / N)");
+    table(
+        &r,
+        "RSS (VmRSS, summed over the process tree)",
+        "rss_per_waiter_kib",
+        2,
+    );
+    table(
+        &r,
+        "PSS (smaps_rollup, summed; fair for forked workers)",
+        "pss_per_waiter_kib",
+        2,
+    );
+    table(&r, "Total server RSS with N waiters, KiB", "rss_kib", 0);
+    println!("\nWaiters per GiB of server RSS (1 GiB / RSS per waiter):\n");
+    println!("| N | cometa | nchan | cometa/nchan |");
+    println!("| --: | --: | --: | --: |");
+    for n in r.ns("rss_per_waiter_kib") {
+        let per = |l| {
+            r.get(l, "rss_per_waiter_kib", n)
+                .filter(|v| *v > 0.0)
+                .map(|v| 1024.0 * 1024.0 / v)
+        };
+        let (c, x) = (per("cometa"), per("nchan"));
+        println!("| {n} | {} | {} | {} |", f(c, 0), f(x, 0), ratio(c, x));
+    }
+    table(&r, "Waiters the server reported holding", "held", 0);
+
+    println!("\n## Fan-out: one send to N waiters of one room, ms");
+    table(&r, "p50 from the send's answer", "fanout_ack_p50_ms", 1);
+    table(&r, "p99 from the send's answer", "fanout_ack_p99_ms", 1);
+    table(&r, "max from the send's answer", "fanout_ack_max_ms", 1);
+    table(&r, "p50 from the send's start", "fanout_start_p50_ms", 1);
+    table(&r, "p99 from the send's start", "fanout_start_p99_ms", 1);
+    table(
+        &r,
+        "the send's own answer time, p50",
+        "fanout_send_answer_p50_ms",
+        1,
+    );
+    table(
+        &r,
+        "waiters reached, % (worst round)",
+        "fanout_delivered_pct_min",
+        1,
+    );
+    table(
+        &r,
+        "failed sends (no answer within 40 s or an error)",
+        "fanout_failed_sends",
+        0,
+    );
+
+    println!("\n## Idle: N parked waiters, nobody sends");
+    table(&r, "server CPU, % of one core", "idle_cpu_pct", 2);
+    table(
+        &r,
+        "SQL statements/s (cometa: counted; PHP: see below)",
+        "idle_sql_per_s",
+        2,
+    );
+
+    println!("\n## Sends: K concurrent senders (K = N column)");
+    table(&r, "messages/s answered as committed", "sends_per_s", 0);
+    table(&r, "send answer p50, ms", "send_answer_p50_ms", 2);
+    table(&r, "send answer p99, ms", "send_answer_p99_ms", 2);
+    table(
+        &r,
+        "end-to-end to one follower, p50 ms",
+        "follower_p50_ms",
+        1,
+    );
+    table(
+        &r,
+        "end-to-end to one follower, p99 ms",
+        "follower_p99_ms",
+        1,
+    );
+    table(&r, "messages the follower received", "follower_received", 0);
+
+    println!("\n## Foreign-write wake-up: PHP (CLI, PDO) commits, the server answers, ms\n");
+    println!("| server | rounds | missed | p50 | p99 | max |");
+    println!("| --- | --: | --: | --: | --: | --: |");
+    for l in ["cometa", "cometa-poll", "php-fpm"] {
+        if r.get(l, "foreign_rounds", 1).is_none() {
+            continue;
+        }
+        println!(
+            "| {l} | {} | {} | {} | {} | {} |",
+            f(r.get(l, "foreign_rounds", 1), 0),
+            f(r.get(l, "foreign_missed", 1), 0),
+            f(r.get(l, "foreign_p50_ms", 1), 2),
+            f(r.get(l, "foreign_p99_ms", 1), 2),
+            f(r.get(l, "foreign_max_ms", 1), 2),
+        );
+    }
+
+    println!("\n## Client-side errors per N (timeouts at 40 s, non-200 answers)\n");
+    println!("| server | N | errors | timeouts | not 200 |");
+    println!("| --- | --: | --: | --: | --: |");
+    for l in LABELS {
+        for n in r.ns("client_errors") {
+            if let Some(e) = r.get(l, "client_errors", n) {
+                println!(
+                    "| {l} | {n} | {e:.0} | {} | {} |",
+                    f(r.get(l, "client_timeouts", n), 0),
+                    f(r.get(l, "answers_not_ok", n), 0)
+                );
+            }
+        }
+    }
+    if !r.notes.is_empty() {
+        println!("\nNotes:\n");
+        for (l, n, t) in &r.notes {
+            println!("- {l}, N = {n}: {t}");
+        }
+    }
 }
