@@ -640,3 +640,69 @@ fn sweep(c: &Connection, now_ms: i64) -> Result<(), StoreError> {
     c.execute("DELETE FROM typing WHERE set_ms < ?1", [cutoff])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(
+            &dir.path().join("t.sqlite"),
+            Durability::Normal,
+            Arc::new(Changes::default()),
+        )
+        .expect("open");
+        (dir, store)
+    }
+
+    fn typing_of(store: &Store, user: &str) -> Vec<String> {
+        let c = open_reader(store.path()).expect("reader");
+        let mut st = c
+            .prepare("SELECT user FROM typing WHERE user = ?1")
+            .expect("prepare");
+        st.query_map([user], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_and_touches_of_one_batch_keep_their_order() {
+        let (_dir, store) = store();
+        // Queued together, so one batch: typing set, then a send clears it.
+        let (a, b) = tokio::join!(
+            store.touch("r", "ana", Some(Typing::Start)),
+            store.send("r", "ana", "hi"),
+        );
+        a.expect("touch");
+        b.expect("send");
+        assert!(typing_of(&store, "ana").is_empty());
+        // A send, then typing set again: the flag stays.
+        let (b, a) = tokio::join!(
+            store.send("r", "bob", "yo"),
+            store.touch("r", "bob", Some(Typing::Start)),
+        );
+        b.expect("send");
+        a.expect("touch");
+        assert_eq!(typing_of(&store, "bob"), ["bob"]);
+        assert_eq!(store.present("r", 60_000).await.expect("present"), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_waiters_asking_at_once_get_the_same_rows() {
+        let (_dir, store) = store();
+        let first = store.send("r", "ana", "one").await.expect("send");
+        store.send("r", "ana", "two").await.expect("send");
+        let asks = (0..200).map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.after("r", first, 100).await })
+        });
+        for ask in asks {
+            let rows = ask.await.expect("task").expect("after");
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].message, "two");
+        }
+        assert!(store.inner.flights.lock().expect("flights").is_empty());
+    }
+}
