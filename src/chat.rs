@@ -1,7 +1,8 @@
 //! The core actions of a chat — send, listen, presence, typing — independent of
 //! any legacy wire format. Endpoints parse and encode; this decides.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,11 @@ pub const BATCH: u32 = 100;
 pub const PRESENCE_WINDOW_MS: i64 = 30_000;
 /// A typing flag lapses this long after it was set.
 pub const TYPING_LAPSE_MS: i64 = 5_000;
+/// A long-poll marks its user present, and a browser polls again after every
+/// answer: in a busy room that would be one write per waiter per message. A mark
+/// that this process wrote less than this long ago is not written again, so a
+/// user who stops polling leaves the count between 29 and 30 s later, not at 30 s.
+pub const PRESENCE_REFRESH_MS: i64 = 1_000;
 
 /// The chat: the store, the wake-up signal and the long-poll policy.
 pub struct Chat {
@@ -25,6 +31,35 @@ pub struct Chat {
     changes: Arc<Changes>,
     hold: Duration,
     shutdown: CancellationToken,
+    marks: Mutex<RecentMarks>,
+}
+
+/// Presence marks written lately by long-polls, by `room\nuser` (a room name
+/// has no line break), with the time each was written.
+#[derive(Default)]
+struct RecentMarks {
+    written: HashMap<String, i64>,
+    prune_at: usize,
+}
+
+impl RecentMarks {
+    /// Whether a mark of `key` at `now_ms` must be written; if so, it counts as written.
+    fn claim(&mut self, key: String, now_ms: i64) -> bool {
+        if self
+            .written
+            .get(&key)
+            .is_some_and(|&t| now_ms - t < PRESENCE_REFRESH_MS && now_ms >= t)
+        {
+            return false;
+        }
+        self.written.insert(key, now_ms);
+        if self.written.len() >= self.prune_at {
+            self.written
+                .retain(|_, t| now_ms - *t < PRESENCE_REFRESH_MS);
+            self.prune_at = (2 * self.written.len()).max(1024);
+        }
+        true
+    }
 }
 
 impl Chat {
@@ -41,6 +76,7 @@ impl Chat {
             changes,
             hold,
             shutdown,
+            marks: Mutex::default(),
         }
     }
 
@@ -69,7 +105,7 @@ impl Chat {
         user: Option<&str>,
     ) -> Result<Vec<Message>, StoreError> {
         if let Some(user) = user {
-            self.store.touch(room, user, None).await?;
+            self.mark_present(room, user).await?;
         }
         if last_id <= 0 {
             return self.store.newest(room, HISTORY).await;
@@ -92,6 +128,27 @@ impl Chat {
         }
     }
 
+    /// Marks `user` present for a long-poll, unless this process did so lately
+    /// ([`PRESENCE_REFRESH_MS`]).
+    async fn mark_present(&self, room: &str, user: &str) -> Result<(), StoreError> {
+        let key = format!("{room}\n{user}");
+        let now = crate::store::now_ms();
+        if !self
+            .marks
+            .lock()
+            .expect("marks lock")
+            .claim(key.clone(), now)
+        {
+            return Ok(());
+        }
+        let written = self.store.touch(room, user, None).await;
+        if written.is_err() {
+            // Not written after all: the next poll tries again.
+            self.marks.lock().expect("marks lock").written.remove(&key);
+        }
+        written
+    }
+
     /// Distinct users present in `room` now.
     pub async fn online(&self, room: &str) -> Result<i64, StoreError> {
         self.store.present(room, PRESENCE_WINDOW_MS).await
@@ -107,5 +164,39 @@ impl Chat {
     ) -> Result<Vec<String>, StoreError> {
         self.store.touch(room, user, change).await?;
         self.store.typing_except(room, user, TYPING_LAPSE_MS).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recent_mark_is_not_written_again() {
+        let mut m = RecentMarks::default();
+        assert!(m.claim("r\nana".into(), 10_000));
+        assert!(!m.claim("r\nana".into(), 10_999));
+        assert!(m.claim("r\nbob".into(), 10_999), "another user");
+        assert!(m.claim("s\nana".into(), 10_999), "another room");
+        assert!(m.claim("r\nana".into(), 11_000), "a second later");
+        // A clock that went back does not suppress marks.
+        assert!(m.claim("r\nana".into(), 5_000));
+    }
+
+    #[test]
+    fn old_marks_are_pruned() {
+        let mut m = RecentMarks::default();
+        for i in 0..5000 {
+            assert!(m.claim(format!("r\nu{i}"), 0));
+        }
+        // Growing past the next threshold drops the marks older than the refresh.
+        for i in 0..3500 {
+            assert!(m.claim(format!("r\nlate{i}"), 2_000));
+        }
+        assert!(m.written.len() <= 3500, "{} marks kept", m.written.len());
+        assert!(
+            m.claim("r\nu1".into(), 2_001),
+            "a pruned mark is written again"
+        );
     }
 }
