@@ -113,11 +113,18 @@ impl Chat {
         let deadline = tokio::time::Instant::now() + self.hold;
         // Subscribe before the first query: a commit landing in between still wakes us.
         let mut sub = self.changes.subscribe(room);
+        // A quiet answer since the signal last moved: anything above `last_id`
+        // will wake us, so the first query can be skipped (see `changes`).
+        let mut ask = !sub.known_quiet(last_id);
         loop {
-            let found = self.store.after(room, last_id, BATCH).await?;
-            if !found.is_empty() {
-                return Ok(found);
+            if ask {
+                let found = self.store.after(room, last_id, BATCH).await?;
+                if !found.is_empty() {
+                    return Ok(found);
+                }
+                sub.found_nothing_above(last_id);
             }
+            ask = true;
             loop {
                 tokio::select! {
                     known = sub.changed() => if known > last_id { break },
