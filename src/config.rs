@@ -90,6 +90,12 @@ pub struct ServeArgs {
     /// What an acknowledged send survives: full (power loss) or normal (a crash of cometa).
     #[arg(long, value_enum, default_value = "full")]
     pub durability: Durability,
+
+    /// Threads that run the HTTP connections. SQLite has threads of its own (the
+    /// writer, the readers, the watcher); one event-loop thread serves 10,000
+    /// waiters with the least switching, so raise this only with cores to spare.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
 }
 
 fn seconds(s: &str) -> Result<f64, String> {

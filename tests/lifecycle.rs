@@ -520,3 +520,46 @@ fn unix_socket_is_never_taken_over_from_a_live_server() {
     assert!(!third.status.success());
     assert_eq!(std::fs::read(&sock).unwrap(), b"not a socket");
 }
+
+/// `--threads 3` runs the connections on a multi-threaded runtime: the same
+/// answers, the same wake-up.
+#[test]
+fn more_threads_serve_alike() {
+    let s = Server::builder()
+        .hold("10")
+        .arg("--threads")
+        .arg("3")
+        .start();
+    let first = s.send("ana", "one", "main");
+    let addr = s.addr;
+    let poll = std::thread::spawn(move || {
+        common::http(
+            addr,
+            "GET",
+            &format!("/listenToRecive.php?lastId={first}"),
+            &[],
+            b"",
+        )
+    });
+    s.wait_waiters(1, Duration::from_secs(5));
+    let second = s.send("bea", "two", "main");
+    let got = common::parse_messages(&poll.join().unwrap());
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), vec![second]);
+    let bad = s.request("GET", "/cometa?x", &[], b"");
+    assert_eq!(bad.status, 404);
+}
+
+#[test]
+fn zero_threads_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cometa"))
+        .args([
+            "--threads",
+            "0",
+            "--db",
+            "/nonexistent/never-created.sqlite",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+}
