@@ -44,7 +44,16 @@ impl Listener {
             remove_stale_socket(&path)?;
             Ok(Listener::Unix(UnixListener::bind(&path)?, path))
         } else {
-            Ok(Listener::Tcp(TcpListener::bind(addr).await?))
+            let mut last = None;
+            for a in tokio::net::lookup_host(addr).await? {
+                match bind_tcp(a) {
+                    Ok(l) => return Ok(Listener::Tcp(l)),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("no address for {addr}"))
+            }))
         }
     }
 
@@ -72,6 +81,22 @@ impl Listener {
             }
         }
     }
+}
+
+/// Pending connections the kernel queues for `accept`: after a restart every
+/// browser polls again at once, and a short queue would refuse most of them.
+const BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` with [`BACKLOG`].
+fn bind_tcp(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Removes `path` if it is a socket nobody listens on.
