@@ -120,6 +120,12 @@ start_cometa "$tmp/cometa.sqlite"
   --php-insert benches/php/insert.php --foreign-rounds "$FOREIGN"
 stop "$pid"
 
+# --- cometa --threads 2: the multi-threaded runtime, same memory and fan-out --
+start_cometa "$tmp/cometa-mt.sqlite" --threads 2
+"$load" --target cometa --label cometa-mt --addr "$addr" --pid "$pid" --out "$results" \
+  --n "$NS" --rounds "$ROUNDS" --hold "$HOLD" --modes mem,fanout
+stop "$pid"
+
 # --- cometa --watch poll: the fallback bound of foreign writes ----------------
 start_cometa "$tmp/cometa-poll.sqlite" --watch poll
 "$load" --target cometa --label "cometa-poll" --addr "$addr" --pid "$pid" --out "$results" \

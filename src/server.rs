@@ -52,7 +52,10 @@ impl Listener {
                 }
             }
             Err(last.unwrap_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("no address for {addr}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("no address for {addr}"),
+                )
             }))
         }
     }

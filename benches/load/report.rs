@@ -132,6 +132,30 @@ pub(crate) fn print(path: &str) {
         0,
     );
 
+    println!(
+        "\n## cometa: one event-loop thread (`--threads 1`, the default) against a multi-threaded runtime (`--threads 2`)\n"
+    );
+    println!("| N | figure | --threads 1 | --threads 2 | 1 / 2 |");
+    println!("| --: | --- | --: | --: | --: |");
+    for n in r.ns("fanout_ack_p99_ms") {
+        for (name, key) in [
+            ("fan-out p50 from the answer, ms", "fanout_ack_p50_ms"),
+            ("fan-out p99 from the answer, ms", "fanout_ack_p99_ms"),
+            ("fan-out p99 from the start, ms", "fanout_start_p99_ms"),
+            ("RSS per idle waiter, KiB", "rss_per_waiter_kib"),
+        ] {
+            let (one, two) = (r.get("cometa", key, n), r.get("cometa-mt", key, n));
+            if two.is_some() {
+                println!(
+                    "| {n} | {name} | {} | {} | {} |",
+                    f(one, 1),
+                    f(two, 1),
+                    ratio(one, two)
+                );
+            }
+        }
+    }
+
     println!("\n## Idle: N parked waiters, nobody sends");
     table(&r, "server CPU, % of one core", "idle_cpu_pct", 2);
     table(
