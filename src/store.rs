@@ -426,6 +426,13 @@ impl Store {
     }
 }
 
+/// The rooms with messages above an id, each with its highest. `NOT INDEXED`
+/// keeps SQLite on the rowid range (the new rows only): left to itself it scans
+/// the whole `(room, id)` index for the `GROUP BY`, milliseconds per look on a
+/// table of 100,000 messages, and the watcher looks after every commit.
+const CHANGED_ROOMS_SQL: &str =
+    "SELECT room, MAX(id) FROM messages NOT INDEXED WHERE id > ?1 GROUP BY room";
+
 /// Notices commits made through other connections — the legacy PHP app's, and
 /// our own writer's — by `PRAGMA data_version` on a connection of its own, and
 /// tells which rooms received messages since it last looked.
@@ -458,9 +465,7 @@ impl VersionProbe {
         }
         self.version = version;
         count(1);
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT room, MAX(id) FROM messages WHERE id > ?1 GROUP BY room")?;
+        let mut st = self.conn.prepare_cached(CHANGED_ROOMS_SQL)?;
         let rooms: Vec<(String, i64)> = st
             .query_map([self.seen_id], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
@@ -643,6 +648,28 @@ fn sweep(c: &Connection, now_ms: i64) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_watchers_query_reads_only_the_new_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.sqlite");
+        migrate(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {CHANGED_ROOMS_SQL}"))
+            .unwrap()
+            .query_map([0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("INTEGER PRIMARY KEY (rowid>?)")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
+    }
+
     use super::*;
 
     fn store() -> (tempfile::TempDir, Store) {
