@@ -26,38 +26,26 @@ use crate::store::VersionProbe;
 /// previous look. A writer's last `write()` to the `-wal` file (the event) comes
 /// before its commit is visible: the fsync and the wal-index update in `-shm`
 /// (shared memory, no event) follow. Looking only once, at the event, would
-/// miss that commit until the fallback check; these looks catch it within half
-/// a millisecond for the first 8 ms (a typical fsync), then within a doubling
-/// wait up to about half a second. Each costs one `PRAGMA data_version`.
-const FOLLOW_UPS: [Duration; 24] = {
-    const HALF_MS: Duration = Duration::from_micros(500);
-    [
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        HALF_MS,
-        Duration::from_millis(2),
-        Duration::from_millis(4),
-        Duration::from_millis(8),
-        Duration::from_millis(16),
-        Duration::from_millis(32),
-        Duration::from_millis(64),
-        Duration::from_millis(128),
-        Duration::from_millis(256),
-    ]
-};
+/// miss that commit until the fallback check; these looks catch it within
+/// half a millisecond at first, then within a doubling wait up to about half a
+/// second. Each costs one `PRAGMA data_version`; a new event starts them over.
+/// Dense at first, since a typical fsync takes 1–3 ms; sparse after, since
+/// under a steady stream of our own commits every event restarts the list.
+const FOLLOW_UPS: [Duration; 13] = [
+    Duration::from_micros(500),
+    Duration::from_micros(500),
+    Duration::from_millis(1),
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(2),
+    Duration::from_millis(4),
+    Duration::from_millis(8),
+    Duration::from_millis(16),
+    Duration::from_millis(32),
+    Duration::from_millis(64),
+    Duration::from_millis(128),
+    Duration::from_millis(256),
+];
 
 /// How foreign writes are noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
