@@ -13,14 +13,14 @@ mod common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::php::{PhpServer, php_or_skip};
-use common::{Msg, Server, form, parse_messages, parse_send_ok};
+use common::{Server, follow, form, parse_messages, parse_send_ok};
 
 /// A PHP process (CLI, PDO as in `legacy_php/lib/chat.php`) that opens a write
 /// transaction, inserts one message, says `locked <id>`, and commits only when
@@ -168,28 +168,6 @@ fn cometa_waits_for_a_php_write_transaction_and_succeeds() {
     assert_eq!(ids, vec![first, php_id, id]);
 }
 
-/// Follows `lastId` on `addr` from `start` until `want` messages arrived or the
-/// deadline passed.
-fn follow(addr: SocketAddr, start: i64, want: usize, deadline: Instant) -> Vec<Msg> {
-    let mut got: Vec<Msg> = Vec::new();
-    let mut last = start;
-    while got.len() < want && Instant::now() < deadline {
-        let r = common::http(
-            addr,
-            "GET",
-            &format!("/listenToRecive.php?lastId={last}"),
-            &[],
-            b"",
-        );
-        assert_eq!(r.status, 200, "follow on {addr}: {r}");
-        for m in parse_messages(&r) {
-            last = m.id;
-            got.push(m);
-        }
-    }
-    got
-}
-
 #[test]
 fn php_and_cometa_senders_together_lose_nothing() {
     if !php_or_skip("contention") {
@@ -206,7 +184,10 @@ fn php_and_cometa_senders_together_lose_nothing() {
     // Two followers on cometa, one on the PHP long-poll.
     let followers: Vec<_> = [s.addr, s.addr, php.addr]
         .into_iter()
-        .map(|addr| thread::spawn(move || (addr, follow(addr, seed, total, deadline))))
+        .map(|addr| {
+            let never = Arc::new(AtomicBool::new(false));
+            thread::spawn(move || (addr, follow(addr, seed, total, deadline, never)))
+        })
         .collect();
 
     let senders: Vec<_> = (0..2 * SENDERS_EACH_SIDE)

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{Msg, Server, parse_messages};
+use common::{Server, follow};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -14,38 +13,6 @@ use std::time::{Duration, Instant};
 const LISTENERS: usize = 4;
 const SENDERS: usize = 4;
 const PER_SENDER: usize = 150;
-
-/// Follows `lastId` from `start` until `want` messages arrived or the deadline passed.
-fn follow(
-    addr: SocketAddr,
-    start: i64,
-    want: usize,
-    deadline: Instant,
-    stop: Arc<AtomicBool>,
-) -> Vec<Msg> {
-    let mut got = Vec::new();
-    let mut last = start;
-    while got.len() < want && Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        let r = common::http(
-            addr,
-            "GET",
-            &format!("/listenToRecive.php?lastId={last}"),
-            &[],
-            b"",
-        );
-        let batch = parse_messages(&r);
-        assert!(
-            batch.len() <= 100,
-            "a follow answered {} messages",
-            batch.len()
-        );
-        if let Some(m) = batch.last() {
-            last = m.id;
-        }
-        got.extend(batch);
-    }
-    got
-}
 
 #[test]
 fn concurrent_senders_and_followers_lose_nothing() {

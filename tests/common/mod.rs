@@ -1093,3 +1093,38 @@ pub(crate) fn now_secs() -> i64 {
 pub(crate) fn msg_json(id: i64, user_json: &str, message_json: &str, time: &str) -> String {
     format!(r#"{{"id":{id},"user":"{user_json}","message":"{message_json}","time":"{time}"}}"#)
 }
+
+/// Follows `lastId` from `start` until `want` messages arrived or the deadline passed.
+pub(crate) fn follow(
+    addr: std::net::SocketAddr,
+    start: i64,
+    want: usize,
+    deadline: std::time::Instant,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Msg> {
+    let mut got = Vec::new();
+    let mut last = start;
+    while got.len() < want
+        && std::time::Instant::now() < deadline
+        && !stop.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let r = http(
+            addr,
+            "GET",
+            &format!("/listenToRecive.php?lastId={last}"),
+            &[],
+            b"",
+        );
+        let batch = parse_messages(&r);
+        assert!(
+            batch.len() <= 100,
+            "a follow answered {} messages",
+            batch.len()
+        );
+        if let Some(m) = batch.last() {
+            last = m.id;
+        }
+        got.extend(batch);
+    }
+    got
+}
