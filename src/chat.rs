@@ -44,15 +44,15 @@ struct RecentMarks {
 
 impl RecentMarks {
     /// Whether a mark of `key` at `now_ms` must be written; if so, it counts as written.
-    fn claim(&mut self, key: String, now_ms: i64) -> bool {
+    fn claim(&mut self, key: &str, now_ms: i64) -> bool {
         if self
             .written
-            .get(&key)
+            .get(key)
             .is_some_and(|&t| now_ms - t < PRESENCE_REFRESH_MS && now_ms >= t)
         {
             return false;
         }
-        self.written.insert(key, now_ms);
+        self.written.insert(key.to_owned(), now_ms);
         if self.written.len() >= self.prune_at {
             self.written
                 .retain(|_, t| now_ms - *t < PRESENCE_REFRESH_MS);
@@ -103,12 +103,12 @@ impl Chat {
         room: &str,
         last_id: i64,
         user: Option<&str>,
-    ) -> Result<Vec<Message>, StoreError> {
+    ) -> Result<Arc<Vec<Message>>, StoreError> {
         if let Some(user) = user {
             self.mark_present(room, user).await?;
         }
         if last_id <= 0 {
-            return self.store.newest(room, HISTORY).await;
+            return self.store.newest(room, HISTORY).await.map(Arc::new);
         }
         let deadline = tokio::time::Instant::now() + self.hold;
         // Subscribe before the first query: a commit landing in between still wakes us.
@@ -128,8 +128,8 @@ impl Chat {
             loop {
                 tokio::select! {
                     known = sub.changed() => if known > last_id { break },
-                    () = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
-                    () = self.shutdown.cancelled() => return Ok(Vec::new()),
+                    () = tokio::time::sleep_until(deadline) => return Ok(Arc::default()),
+                    () = self.shutdown.cancelled() => return Ok(Arc::default()),
                 }
             }
         }
@@ -140,12 +140,7 @@ impl Chat {
     async fn mark_present(&self, room: &str, user: &str) -> Result<(), StoreError> {
         let key = format!("{room}\n{user}");
         let now = crate::store::now_ms();
-        if !self
-            .marks
-            .lock()
-            .expect("marks lock")
-            .claim(key.clone(), now)
-        {
+        if !self.marks.lock().expect("marks lock").claim(&key, now) {
             return Ok(());
         }
         let written = self.store.touch(room, user, None).await;
@@ -181,29 +176,26 @@ mod tests {
     #[test]
     fn a_recent_mark_is_not_written_again() {
         let mut m = RecentMarks::default();
-        assert!(m.claim("r\nana".into(), 10_000));
-        assert!(!m.claim("r\nana".into(), 10_999));
-        assert!(m.claim("r\nbob".into(), 10_999), "another user");
-        assert!(m.claim("s\nana".into(), 10_999), "another room");
-        assert!(m.claim("r\nana".into(), 11_000), "a second later");
+        assert!(m.claim("r\nana", 10_000));
+        assert!(!m.claim("r\nana", 10_999));
+        assert!(m.claim("r\nbob", 10_999), "another user");
+        assert!(m.claim("s\nana", 10_999), "another room");
+        assert!(m.claim("r\nana", 11_000), "a second later");
         // A clock that went back does not suppress marks.
-        assert!(m.claim("r\nana".into(), 5_000));
+        assert!(m.claim("r\nana", 5_000));
     }
 
     #[test]
     fn old_marks_are_pruned() {
         let mut m = RecentMarks::default();
         for i in 0..5000 {
-            assert!(m.claim(format!("r\nu{i}"), 0));
+            assert!(m.claim(&format!("r\nu{i}"), 0));
         }
         // Growing past the next threshold drops the marks older than the refresh.
         for i in 0..3500 {
-            assert!(m.claim(format!("r\nlate{i}"), 2_000));
+            assert!(m.claim(&format!("r\nlate{i}"), 2_000));
         }
         assert!(m.written.len() <= 3500, "{} marks kept", m.written.len());
-        assert!(
-            m.claim("r\nu1".into(), 2_001),
-            "a pruned mark is written again"
-        );
+        assert!(m.claim("r\nu1", 2_001), "a pruned mark is written again");
     }
 }

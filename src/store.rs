@@ -287,12 +287,13 @@ impl Store {
     /// and not yet started joins it instead of running its own: the query starts
     /// after the caller asked, so its answer is as fresh as the caller's own would
     /// be. Ten thousand woken waiters cost a handful of queries, not ten thousand.
+    /// The rows are shared (`Arc`) with the other callers of the same query.
     pub async fn after(
         &self,
         room: &str,
         after: i64,
         limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
+    ) -> Result<Arc<Vec<Message>>, StoreError> {
         let key: FlightKey = (room.to_owned(), after, limit);
         let joined = self
             .inner
@@ -305,7 +306,7 @@ impl Store {
             if let Ok(answer) = rx.wait_for(Option::is_some).await
                 && let Some(Some(rows)) = &*answer
             {
-                return Ok(rows.as_ref().clone());
+                return Ok(Arc::clone(rows));
             }
             // The query failed or its caller went away: ask on our own.
             return self.after_query(key, None).await;
@@ -324,7 +325,7 @@ impl Store {
         };
         let rows = self.after_query(key, Some(id)).await;
         drop(guard);
-        let _ = tx.send(Some(rows.as_ref().ok().map(|r| Arc::new(r.clone()))));
+        let _ = tx.send(Some(rows.as_ref().ok().map(Arc::clone)));
         rows
     }
 
@@ -332,7 +333,7 @@ impl Store {
         &self,
         key: FlightKey,
         flight: Option<u64>,
-    ) -> Result<Vec<Message>, StoreError> {
+    ) -> Result<Arc<Vec<Message>>, StoreError> {
         let inner = self.inner.clone();
         self.read(move |c| {
             if let Some(id) = flight {
@@ -348,7 +349,7 @@ impl Store {
             let rows = st
                 .query_map(params![room, after, limit], message_row)?
                 .collect::<Result<_, _>>()?;
-            Ok(rows)
+            Ok(Arc::new(rows))
         })
         .await
     }
@@ -648,28 +649,6 @@ fn sweep(c: &Connection, now_ms: i64) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn the_watchers_query_reads_only_the_new_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plan.sqlite");
-        migrate(&path).unwrap();
-        let c = Connection::open(&path).unwrap();
-        let plan: Vec<String> = c
-            .prepare(&format!("EXPLAIN QUERY PLAN {CHANGED_ROOMS_SQL}"))
-            .unwrap()
-            .query_map([0], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(
-            plan.iter()
-                .any(|p| p.contains("INTEGER PRIMARY KEY (rowid>?)")),
-            "{plan:?}"
-        );
-        assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
-    }
-
     use super::*;
 
     fn store() -> (tempfile::TempDir, Store) {
@@ -731,5 +710,26 @@ mod tests {
             assert_eq!(rows[0].message, "two");
         }
         assert!(store.inner.flights.lock().expect("flights").is_empty());
+    }
+
+    #[test]
+    fn the_watchers_query_reads_only_the_new_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.sqlite");
+        migrate(&path).unwrap();
+        let c = Connection::open(&path).unwrap();
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {CHANGED_ROOMS_SQL}"))
+            .unwrap()
+            .query_map([0], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("INTEGER PRIMARY KEY (rowid>?)")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
     }
 }
