@@ -56,27 +56,26 @@ pub struct Subscription<'a> {
 impl Changes {
     /// Subscribes to `room`; the value current now counts as seen.
     pub fn subscribe(&self, room: &str) -> Subscription<'_> {
-        let (rx, quiet_above) = {
+        let (rx, at, quiet_above) = {
             let mut rooms = self.rooms.lock().expect("rooms lock");
             match rooms.get(room) {
                 Some(r) => {
                     let rx = r.tx.subscribe();
-                    let now = *rx.borrow();
+                    let at = *rx.borrow();
                     let quiet = r
                         .quiet
-                        .filter(|(k, _, when)| *k == now && when.elapsed() < QUIET_TTL)
+                        .filter(|(k, _, when)| *k == at && when.elapsed() < QUIET_TTL)
                         .map(|(_, l, _)| l);
-                    (rx, quiet)
+                    (rx, at, quiet)
                 }
                 None => {
                     let (tx, rx) = watch::channel(0);
                     rooms.insert(room.to_owned(), Room { tx, quiet: None });
-                    (rx, None)
+                    (rx, 0, None)
                 }
             }
         };
         self.waiters.fetch_add(1, Ordering::Relaxed);
-        let at = *rx.borrow();
         Subscription {
             changes: self,
             room: room.to_owned(),
