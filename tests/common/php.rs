@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::stack::kill_group;
 use super::try_http;
 
 /// How long `php -S` may take to answer its first request.
@@ -184,21 +185,6 @@ fn wait_ready(child: &mut Child, addr: SocketAddr, index: &[u8]) -> Result<(), S
             Err(e) => return Err(format!("not ready within {START_TIMEOUT:?}: {e}")),
         }
     }
-}
-
-/// SIGKILL to the server's process group (the server and its workers), and reap.
-fn kill_group(mut child: Child) {
-    // The group id is the server's pid (process_group(0)).
-    let _ = Command::new("kill")
-        .arg("-KILL")
-        .arg("--")
-        .arg(format!("-{}", child.id()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 impl Drop for PhpServer {

@@ -165,14 +165,16 @@ fn spawn_logged(cmd: &mut Command, log: &Path) -> Child {
         .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"))
 }
 
-/// SIGKILL to the child's process group, and reap.
-fn kill_group(mut child: Child) {
+/// SIGKILL to the child's process group (a child started with
+/// `process_group(0)`, so the group id is its pid), and reap.
+pub(crate) fn kill_group(mut child: Child) {
     signal_group(&child, "KILL");
     let _ = child.kill();
     let _ = child.wait();
 }
 
-fn signal_group(child: &Child, sig: &str) {
+/// `kill -SIG -- -PGID` to the child's process group.
+pub(crate) fn signal_group(child: &Child, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg("--")
