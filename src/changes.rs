@@ -1,20 +1,21 @@
-//! The "something changed" signal that wakes waiting long-polls.
+//! The "something changed" signal that wakes held requests.
 //!
-//! One `watch` channel per room that has waiters, carrying the highest message
-//! id known to be committed in that room. The database stays the truth: the
+//! One `watch` channel per wake key that has waiters — a profile's topic and
+//! key, such as `room` + `main` or `inbox` + `42` — carrying the highest
+//! change-log sequence known for that key. The database stays the truth: the
 //! signal only says "look again". A waiter subscribes (which marks the current
 //! value seen) *before* it queries, so a commit that lands between its query and
 //! its wait still wakes it.
 //!
-//! A room also remembers the last "quiet" answer: a waiter that subscribed when
-//! the signal stood at `k` and then found nothing above `L` in the database
-//! proves that every message above `L` is committed later, so its signal will
-//! move past `k`. A later waiter with `lastId ≥ L` that subscribes while the
-//! signal still stands at `k` can wait without asking the database: whatever
-//! arrives above its `lastId` wakes it. After a fan-out, ten thousand re-polls
-//! with the same `lastId` then cost one query, not ten thousand. Such an answer
-//! is trusted for [`QUIET_TTL`] only, so that even a lost signal (a watcher
-//! that failed) delays a message by one hold at most, never for good.
+//! A key also remembers the last "quiet" answer: a waiter that subscribed when
+//! the signal stood at `k` and then found, for question `q` (a route and the
+//! values its reads depend on), that it must keep waiting, proves that what it
+//! waits for is committed later, so the signal will move past `k`. A later
+//! waiter asking the same `q` that subscribes while the signal still stands at
+//! `k` can wait without asking the database. After a fan-out, ten thousand
+//! re-polls with the same `lastId` then cost one query, not ten thousand. Such
+//! an answer is trusted for [`QUIET_TTL`] only, so that even a lost signal (a
+//! watcher that failed) delays a message by one hold at most, never for good.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,54 +24,64 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-/// How long a room's quiet answer spares later waiters their query.
+/// How long a key's quiet answer spares later waiters their query.
 pub const QUIET_TTL: Duration = Duration::from_secs(1);
 
-/// Per-room wake-up signals and the count of waiters holding them.
+/// Per-key wake-up signals and the count of waiters holding them.
 #[derive(Default)]
 pub struct Changes {
-    rooms: Mutex<HashMap<String, Room>>,
+    keys: Mutex<HashMap<String, Key>>,
     waiters: AtomicUsize,
 }
 
-/// One room's signal and its last quiet answer.
-struct Room {
+/// One key's signal and its last quiet answer.
+struct Key {
     tx: watch::Sender<i64>,
-    /// `(k, L, when)`: a waiter subscribed at signal value `k` found no message
-    /// above `L`.
-    quiet: Option<(i64, i64, Instant)>,
+    /// `(k, q, when)`: a waiter subscribed at signal value `k` asked `q` and
+    /// had to wait.
+    quiet: Option<(i64, String, Instant)>,
 }
 
-/// A waiter's subscription to one room; counted while it lives.
+/// The wake key of a topic and a key value.
+pub fn key(topic: &str, value: &str) -> String {
+    let mut k = String::with_capacity(topic.len() + 1 + value.len());
+    k.push_str(topic);
+    k.push('\0');
+    k.push_str(value);
+    k
+}
+
+/// A waiter's subscription to one key; counted while it lives.
 pub struct Subscription<'a> {
     changes: &'a Changes,
-    room: String,
+    key: String,
     rx: Option<watch::Receiver<i64>>,
     /// The signal's value when this subscription was made.
     at: i64,
-    /// The `L` of the room's quiet answer, if it still holds (the signal has
-    /// not moved since it was given).
-    quiet_above: Option<i64>,
+    /// The question of the key's quiet answer, if it still holds (the signal
+    /// has not moved since it was given).
+    quiet: Option<String>,
 }
 
 impl Changes {
-    /// Subscribes to `room`; the value current now counts as seen.
-    pub fn subscribe(&self, room: &str) -> Subscription<'_> {
-        let (rx, at, quiet_above) = {
-            let mut rooms = self.rooms.lock().expect("rooms lock");
-            match rooms.get(room) {
-                Some(r) => {
-                    let rx = r.tx.subscribe();
+    /// Subscribes to `key`; the value current now counts as seen.
+    pub fn subscribe(&self, key: String) -> Subscription<'_> {
+        let (rx, at, quiet) = {
+            let mut keys = self.keys.lock().expect("keys lock");
+            match keys.get(&key) {
+                Some(k) => {
+                    let rx = k.tx.subscribe();
                     let at = *rx.borrow();
-                    let quiet = r
+                    let quiet = k
                         .quiet
-                        .filter(|(k, _, when)| *k == at && when.elapsed() < QUIET_TTL)
-                        .map(|(_, l, _)| l);
+                        .as_ref()
+                        .filter(|(v, _, when)| *v == at && when.elapsed() < QUIET_TTL)
+                        .map(|(_, q, _)| q.clone());
                     (rx, at, quiet)
                 }
                 None => {
                     let (tx, rx) = watch::channel(0);
-                    rooms.insert(room.to_owned(), Room { tx, quiet: None });
+                    keys.insert(key.clone(), Key { tx, quiet: None });
                     (rx, 0, None)
                 }
             }
@@ -78,20 +89,20 @@ impl Changes {
         self.waiters.fetch_add(1, Ordering::Relaxed);
         Subscription {
             changes: self,
-            room: room.to_owned(),
+            key,
             at,
             rx: Some(rx),
-            quiet_above,
+            quiet,
         }
     }
 
-    /// Records that `room` now holds messages up to `max_id` and wakes its waiters.
-    pub fn notify(&self, room: &str, max_id: i64) {
-        let rooms = self.rooms.lock().expect("rooms lock");
-        if let Some(Room { tx, .. }) = rooms.get(room) {
+    /// Records that `key` changed at sequence `seq` and wakes its waiters.
+    pub fn notify(&self, key: &str, seq: i64) {
+        let keys = self.keys.lock().expect("keys lock");
+        if let Some(Key { tx, .. }) = keys.get(key) {
             tx.send_if_modified(|known| {
-                if max_id > *known {
-                    *known = max_id;
+                if seq > *known {
+                    *known = seq;
                     true
                 } else {
                     false
@@ -100,35 +111,35 @@ impl Changes {
         }
     }
 
-    /// Long-polls currently waiting.
+    /// Requests currently held.
     pub fn waiters(&self) -> usize {
         self.waiters.load(Ordering::Relaxed)
     }
 
-    /// Rooms that currently have waiters.
-    pub fn rooms(&self) -> usize {
-        self.rooms.lock().expect("rooms lock").len()
+    /// Keys that currently have waiters.
+    pub fn keys(&self) -> usize {
+        self.keys.lock().expect("keys lock").len()
     }
 }
 
 impl Subscription<'_> {
-    /// Whether the database need not be asked for messages above `last_id`: a
-    /// quiet answer given since the signal last moved covers it.
-    pub fn known_quiet(&self, last_id: i64) -> bool {
-        self.quiet_above.is_some_and(|l| last_id >= l)
+    /// Whether the database need not be asked `question`: a quiet answer to it
+    /// given since the signal last moved covers it.
+    pub fn known_quiet(&self, question: &str) -> bool {
+        self.quiet.as_deref() == Some(question)
     }
 
-    /// Records that the database, asked after this subscription was made, held
-    /// nothing above `last_id`.
-    pub fn found_nothing_above(&self, last_id: i64) {
-        let mut rooms = self.changes.rooms.lock().expect("rooms lock");
-        if let Some(r) = rooms.get_mut(&self.room) {
-            r.quiet = Some((self.at, last_id, Instant::now()));
+    /// Records that the database, asked `question` after this subscription was
+    /// made, said to keep waiting.
+    pub fn found_quiet(&self, question: &str) {
+        let mut keys = self.changes.keys.lock().expect("keys lock");
+        if let Some(k) = keys.get_mut(&self.key) {
+            k.quiet = Some((self.at, question.to_owned(), Instant::now()));
         }
     }
 
-    /// Waits until the room's signal changes after the last call (or since the
-    /// subscription was made); gives the highest id then known.
+    /// Waits until the key's signal changes after the last call (or since the
+    /// subscription was made); gives the sequence then known.
     pub async fn changed(&mut self) -> i64 {
         let rx = self.rx.as_mut().expect("receiver lives until drop");
         // The sender is only removed once no receiver is left, so this cannot fail
@@ -145,12 +156,12 @@ impl Drop for Subscription<'_> {
         // Cancel-safe clean-up: hyper drops the handler future when a client goes away.
         drop(self.rx.take());
         self.changes.waiters.fetch_sub(1, Ordering::Relaxed);
-        let mut rooms = self.changes.rooms.lock().expect("rooms lock");
-        if rooms
-            .get(&self.room)
-            .is_some_and(|r| r.tx.receiver_count() == 0)
+        let mut keys = self.changes.keys.lock().expect("keys lock");
+        if keys
+            .get(&self.key)
+            .is_some_and(|k| k.tx.receiver_count() == 0)
         {
-            rooms.remove(&self.room);
+            keys.remove(&self.key);
         }
     }
 }
@@ -160,86 +171,83 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn notify_wakes_a_subscriber_of_that_room_only() {
+    async fn notify_wakes_a_subscriber_of_that_key_only() {
         let changes = Changes::default();
-        let mut a = changes.subscribe("a");
-        let mut b = changes.subscribe("b");
-        changes.notify("a", 7);
+        let mut a = changes.subscribe(key("room", "a"));
+        let mut b = changes.subscribe(key("room", "b"));
+        changes.notify(&key("room", "a"), 7);
         assert_eq!(a.changed().await, 7);
-        let woke = tokio::time::timeout(std::time::Duration::from_millis(20), b.changed()).await;
-        assert!(woke.is_err(), "room b must not wake for room a");
+        let woke = tokio::time::timeout(Duration::from_millis(20), b.changed()).await;
+        assert!(woke.is_err(), "key b must not wake for key a");
     }
 
     #[tokio::test]
     async fn a_notify_between_subscribe_and_wait_is_not_lost() {
         let changes = Changes::default();
-        let mut sub = changes.subscribe("r");
-        changes.notify("r", 3); // as if committed while the waiter was querying
+        let mut sub = changes.subscribe(key("room", "r"));
+        changes.notify(&key("room", "r"), 3); // as if committed while the waiter was querying
         assert_eq!(sub.changed().await, 3);
     }
 
     #[test]
-    fn a_quiet_answer_covers_later_waiters_until_the_signal_moves() {
+    fn a_quiet_answer_covers_the_same_question_until_the_signal_moves() {
         let changes = Changes::default();
-        let first = changes.subscribe("r");
-        assert!(!first.known_quiet(5), "nothing known yet");
-        // Asked after subscribing: nothing above 5.
-        first.found_nothing_above(5);
-        let second = changes.subscribe("r");
-        assert!(second.known_quiet(5));
-        assert!(second.known_quiet(9), "a higher lastId is covered too");
-        assert!(!second.known_quiet(4), "a lower one is not");
-        // Another room knows nothing of it.
-        assert!(!changes.subscribe("s").known_quiet(5));
-        // Once the signal moves, the answer no longer holds for new waiters.
-        changes.notify("r", 6);
-        assert!(!changes.subscribe("r").known_quiet(9));
+        let k = || key("room", "r");
+        let first = changes.subscribe(k());
+        assert!(!first.known_quiet("q5"), "nothing known yet");
+        first.found_quiet("q5");
+        let second = changes.subscribe(k());
+        assert!(second.known_quiet("q5"));
+        assert!(!second.known_quiet("q4"), "another question is not covered");
+        assert!(!changes.subscribe(key("room", "s")).known_quiet("q5"));
+        changes.notify(&k(), 6);
+        assert!(!changes.subscribe(k()).known_quiet("q5"));
     }
 
     #[test]
     fn a_quiet_answer_of_a_waiter_that_subscribed_before_a_commit_does_not_count() {
         let changes = Changes::default();
-        let early = changes.subscribe("r"); // at signal 0
-        changes.notify("r", 6); // committed and signalled while `early` queried
-        early.found_nothing_above(5); // its snapshot predates the commit
-        let late = changes.subscribe("r"); // at signal 6
+        let early = changes.subscribe(key("room", "r")); // at signal 0
+        changes.notify(&key("room", "r"), 6); // committed while `early` queried
+        early.found_quiet("q"); // its snapshot predates the commit
+        let late = changes.subscribe(key("room", "r")); // at signal 6
         assert!(
-            !late.known_quiet(5),
+            !late.known_quiet("q"),
             "the record was made at signal 0, not 6"
         );
     }
 
     #[test]
-    fn a_quiet_answer_expires() {
+    fn a_quiet_answer_expires_and_dies_with_its_key() {
         let changes = Changes::default();
-        let first = changes.subscribe("r");
-        first.found_nothing_above(5);
-        // As if recorded longer ago than the TTL.
-        if let Some(q) = &mut changes.rooms.lock().unwrap().get_mut("r").unwrap().quiet {
+        let first = changes.subscribe(key("room", "r"));
+        first.found_quiet("q");
+        if let Some(q) = &mut changes
+            .keys
+            .lock()
+            .unwrap()
+            .get_mut(&key("room", "r"))
+            .unwrap()
+            .quiet
+        {
             q.2 -= QUIET_TTL;
         }
-        assert!(!changes.subscribe("r").known_quiet(5));
-    }
-
-    #[test]
-    fn a_quiet_answer_dies_with_its_room() {
-        let changes = Changes::default();
-        let first = changes.subscribe("r");
-        first.found_nothing_above(5);
+        assert!(!changes.subscribe(key("room", "r")).known_quiet("q"));
+        first.found_quiet("q");
         drop(first);
-        assert_eq!(changes.rooms(), 0);
-        assert!(!changes.subscribe("r").known_quiet(5));
+        assert_eq!(changes.keys(), 0);
+        assert!(!changes.subscribe(key("room", "r")).known_quiet("q"));
     }
 
     #[test]
-    fn dropping_the_last_subscription_forgets_the_room() {
+    fn dropping_the_last_subscription_forgets_the_key() {
         let changes = Changes::default();
-        let one = changes.subscribe("r");
-        let two = changes.subscribe("r");
-        assert_eq!((changes.waiters(), changes.rooms()), (2, 1));
+        let one = changes.subscribe(key("room", "r"));
+        let two = changes.subscribe(key("room", "r"));
+        assert_eq!((changes.waiters(), changes.keys()), (2, 1));
         drop(one);
-        assert_eq!((changes.waiters(), changes.rooms()), (1, 1));
+        assert_eq!((changes.waiters(), changes.keys()), (1, 1));
         drop(two);
-        assert_eq!((changes.waiters(), changes.rooms()), (0, 0));
+        assert_eq!((changes.waiters(), changes.keys()), (0, 0));
     }
 }

@@ -16,14 +16,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// SQLite database file, shared with the legacy PHP app.
-    #[arg(
-        long,
-        env = "CHAT_DB",
-        default_value = "data/chat.sqlite",
-        global = true
-    )]
-    pub db: PathBuf,
+    /// SQLite database file, shared with the legacy PHP app [default: data/chat.sqlite].
+    #[arg(long, env = "CHAT_DB", global = true)]
+    pub db: Option<PathBuf>,
+
+    /// The app's wire format: a built-in profile (classic, omegle) or a profile file.
+    #[arg(long, env = "COMETA_PROFILE", default_value = "classic", global = true)]
+    pub profile: String,
 
     #[command(flatten)]
     pub serve: ServeArgs,
@@ -32,8 +31,22 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply migrations/ to --db and exit.
+    /// Create the profile's tables (when missing) and cometa's change log,
+    /// indexes and triggers in --db, then exit. Never alters the app's columns.
     Migrate,
+    /// Check --profile (keys, templates, SQL against its schema, and against
+    /// --db when given), print its routes, and exit 0; or name the file, line
+    /// and key of the first problem and exit 1.
+    Check,
+}
+
+impl Cli {
+    /// The database file.
+    pub fn db(&self) -> PathBuf {
+        self.db
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data/chat.sqlite"))
+    }
 }
 
 /// Flags of the server.

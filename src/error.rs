@@ -12,15 +12,21 @@ pub enum StoreError {
     /// SQLite said no.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// Applying `migrations/` failed.
-    #[error("migration: {0}")]
-    Migration(#[from] rusqlite_migration::Error),
     /// A file or folder could not be created.
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
     /// The store is shutting down.
     #[error("store closed")]
     Closed,
+    /// Another process held the write lock past `busy_timeout`: nothing stored.
+    #[error("database busy")]
+    Busy,
+    /// The transaction failed as a whole: nothing stored.
+    #[error("transaction failed: {0}")]
+    Failed(String),
+    /// A profile's template or condition failed while answering.
+    #[error("profile: {0}")]
+    Profile(String),
 }
 
 /// Why a request is answered with something other than success.

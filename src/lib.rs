@@ -5,22 +5,22 @@
 //! The parts, by file:
 //! - [`config`]: flags and settings.
 //! - [`server`]: the accept loop, the connection cap, graceful shutdown.
-//! - [`routes`]: `(method, path)` → endpoint, stats or static file; body cap.
-//! - [`endpoints`]: one file per legacy endpoint (`sendMessage.php`, …): the wire format.
+//! - [`routes`]: a profile's path → the engine, else stats or static file; body cap.
+//! - [`profile`]: a legacy chat's wire format as a file (`profiles/*.toml`): loading, checking.
+//! - [`engine`]: one request through a profile's route: parameters, statements, hold, answer.
 //! - [`php`]: PHP's `$_REQUEST`, `trim()`, `(int)`, `htmlspecialchars`, `json_encode`, `date()`.
-//! - [`chat`]: the core actions (send, listen, presence, typing), independent of the wire.
-//! - [`store`]: the one owner of SQLite: a group-committing writer thread and readers.
-//! - [`changes`]: the per-room "something changed" signal that wakes waiters.
-//! - [`watcher`]: notices commits by other processes (the PHP app) and signals their rooms.
+//! - [`store`]: the one owner of SQLite: a group-committing writer thread, readers, migrations.
+//! - [`changes`]: the per-key "something changed" signal that wakes held requests.
+//! - [`watcher`]: reads the change log after every commit (ours or another process's) and signals its keys.
 //! - [`static_files`]: the front end.
 //! - [`error`]: error types and their HTTP answers.
 
 pub mod changes;
-pub mod chat;
 pub mod config;
-pub mod endpoints;
+pub mod engine;
 pub mod error;
 pub mod php;
+pub mod profile;
 pub mod routes;
 pub mod server;
 pub mod static_files;

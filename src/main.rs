@@ -10,11 +10,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use cometa::changes::Changes;
-use cometa::chat::Chat;
 use cometa::config::{Cli, Command};
+use cometa::engine::Engine;
+use cometa::profile::{Profile, ProfileError};
 use cometa::routes::App;
 use cometa::server::{self, Listener};
-use cometa::store::{self, Store};
+use cometa::store::{self, Checker, Schema, Store, WriterSetup};
 use cometa::watcher::ForeignWrites;
 
 fn main() -> ExitCode {
@@ -27,17 +28,46 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    if let Some(Command::Migrate) = cli.command {
-        return match store::migrate(&cli.db) {
-            Ok(()) => {
-                println!("migrated {}", cli.db.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("cometa: migrate {}: {e}", cli.db.display());
-                ExitCode::FAILURE
-            }
-        };
+    let db = cli.db();
+    let tz = match jiff::tz::TimeZone::get(&cli.serve.timezone) {
+        Ok(tz) => tz,
+        Err(e) => {
+            eprintln!("cometa: --timezone {:?}: {e}", cli.serve.timezone);
+            return ExitCode::from(2);
+        }
+    };
+    let profile = match load_profile(
+        &cli.profile,
+        &tz,
+        cli.db
+            .as_deref()
+            .filter(|_| matches!(cli.command, Some(Command::Check))),
+    ) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("cometa: invalid profile: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Some(Command::Check) => {
+            print!("{}", profile.describe());
+            println!("ok");
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Migrate) => {
+            return match store::migrate(&db, schema(&profile)) {
+                Ok(()) => {
+                    println!("migrated {} for profile {}", db.display(), profile.name);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cometa: migrate {}: {e}", db.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     let config = match cli.serve.config() {
         Ok(c) => c,
@@ -64,22 +94,31 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         let changes = Arc::new(Changes::default());
-        let store = match Store::open(&cli.db, cli.serve.durability, changes.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("cometa: database {}: {e}", cli.db.display());
-                return ExitCode::FAILURE;
-            }
-        };
+        if let Err(e) = store::migrate(&db, schema(&profile)) {
+            eprintln!("cometa: database {}: {e}", db.display());
+            return ExitCode::FAILURE;
+        }
         let foreign = match ForeignWrites::start(
-            &cli.db,
+            &db,
             cli.serve.watch,
             Duration::from_secs_f64(cli.serve.fallback_poll),
             changes.clone(),
         ) {
             Ok(w) => w,
             Err(e) => {
-                eprintln!("cometa: watching {}: {e}", cli.db.display());
+                eprintln!("cometa: watching {}: {e}", db.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let poke = foreign.poke();
+        let setup = WriterSetup {
+            maintenance: profile.maintenance.clone(),
+            on_commit: Box::new(move || poke.poke()),
+        };
+        let store = match Store::open(&db, cli.serve.durability, setup) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cometa: database {}: {e}", db.display());
                 return ExitCode::FAILURE;
             }
         };
@@ -92,11 +131,11 @@ fn main() -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         let app = Arc::new(App {
-            chat: Chat::new(store.clone(), changes, config.hold, shutdown.clone()),
+            engine: Engine::new(profile.clone(), store.clone(), changes, config.hold, shutdown.clone()),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             config,
         });
-        tracing::info!(db = %cli.db.display(), hold = ?app.config.hold, "serving");
+        tracing::info!(db = %db.display(), profile = %profile.name, hold = ?app.config.hold, "serving");
         // Tests and scripts wait for this line to learn the bound port.
         println!("cometa listening on {}", listener.describe());
         let _ = std::io::stdout().flush();
@@ -109,6 +148,46 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// What the database needs for `p`.
+fn schema(p: &Profile) -> Schema<'_> {
+    Schema {
+        app: &p.schema,
+        extra: &p.extra_sql,
+        topics: &p.topics,
+    }
+}
+
+/// Loads and checks a profile: its statements must prepare against its own
+/// schema (in memory), and against `db` when given (the real database).
+fn load_profile(
+    name: &str,
+    tz: &jiff::tz::TimeZone,
+    db: Option<&std::path::Path>,
+) -> Result<Profile, ProfileError> {
+    let mut profile = Profile::load(name, tz)?;
+    let origin = profile.origin.clone();
+    let fail = |message: String| ProfileError {
+        file: origin.clone(),
+        line: None,
+        key: "profile.schema".into(),
+        message,
+    };
+    let checker = Checker::memory(schema(&profile)).map_err(|e| {
+        fail(format!(
+            "the schema, extra_sql or a topic's key does not apply: {e}"
+        ))
+    })?;
+    profile.check_sql(|sql| checker.prepare(sql))?;
+    if let Some(db) = db {
+        let real = Checker::open(db).map_err(|e| fail(format!("--db {}: {e}", db.display())))?;
+        profile.check_sql(|sql| {
+            real.prepare(sql)
+                .map_err(|e| format!("against {}: {e}", db.display()))
+        })?;
+    }
+    Ok(profile)
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.

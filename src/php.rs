@@ -80,6 +80,29 @@ impl Request {
         req
     }
 
+    /// `$_COOKIE` from a `Cookie` header: `;`-separated pieces, leading
+    /// spaces skipped, names and values decoded as in a query string.
+    pub fn parse_cookies(header: &[u8]) -> Request {
+        let mut req = Request::default();
+        for piece in header.split(|&b| b == b';').take(MAX_INPUT_VARS) {
+            let start = piece.iter().take_while(|&&b| b == b' ').count();
+            if start < piece.len() {
+                register(&mut req.query, &piece[start..]);
+            }
+        }
+        req
+    }
+
+    /// `$_GET[name]`.
+    pub fn from_query(&self, name: &str) -> Param {
+        find(&self.query, name).cloned().unwrap_or(Param::Absent)
+    }
+
+    /// `$_POST[name]`.
+    pub fn from_body(&self, name: &str) -> Param {
+        find(&self.body, name).cloned().unwrap_or(Param::Absent)
+    }
+
     /// Looks up a parameter by its exact name.
     ///
     /// Returns a clone of the stored value (cheap: only a `Text` allocates).
@@ -421,6 +444,137 @@ pub fn date_ymd_his(unix_seconds: i64, tz: &TimeZone) -> String {
         secs % 60
     );
     out
+}
+
+/// PHP's `date($format, $unix_seconds)` in the given zone: every format
+/// character of PHP 8.2 except `B` (Swatch time) and `X`/`x`; a backslash
+/// escapes the next character; anything else is copied.
+pub fn date(format: &str, unix_seconds: i64, tz: &TimeZone) -> String {
+    if format == "Y-m-d H:i:s" {
+        return date_ymd_his(unix_seconds, tz);
+    }
+    let Ok(ts) = Timestamp::from_second(unix_seconds) else {
+        return date_ymd_his(unix_seconds, tz);
+    };
+    let z = ts.to_zoned_datetime(tz.clone());
+    let mut out = String::with_capacity(format.len() * 2);
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let dow = z.weekday().to_monday_zero_offset() as usize;
+    let month = z.month() as usize;
+    let hour = z.hour();
+    let offset = z.offset().seconds();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        let _ = match c {
+            'd' => write!(out, "{:02}", z.day()),
+            'D' => write!(out, "{}", &DAYS[dow][..3]),
+            'j' => write!(out, "{}", z.day()),
+            'l' => write!(out, "{}", DAYS[dow]),
+            'N' => write!(out, "{}", dow + 1),
+            'S' => write!(
+                out,
+                "{}",
+                match z.day() {
+                    1 | 21 | 31 => "st",
+                    2 | 22 => "nd",
+                    3 | 23 => "rd",
+                    _ => "th",
+                }
+            ),
+            'w' => write!(out, "{}", (dow + 1) % 7),
+            'z' => write!(out, "{}", z.day_of_year() - 1),
+            'W' => write!(out, "{:02}", z.date().iso_week_date().week()),
+            'o' => write!(out, "{}", z.date().iso_week_date().year()),
+            'F' => write!(out, "{}", MONTHS[month - 1]),
+            'M' => write!(out, "{}", &MONTHS[month - 1][..3]),
+            'm' => write!(out, "{month:02}"),
+            'n' => write!(out, "{month}"),
+            't' => write!(out, "{}", z.days_in_month()),
+            'L' => write!(out, "{}", u8::from(z.in_leap_year())),
+            'Y' => write!(out, "{:04}", z.year()),
+            'y' => write!(out, "{:02}", z.year().rem_euclid(100)),
+            'a' => write!(out, "{}", if hour < 12 { "am" } else { "pm" }),
+            'A' => write!(out, "{}", if hour < 12 { "AM" } else { "PM" }),
+            'g' => write!(out, "{}", (hour + 11) % 12 + 1),
+            'G' => write!(out, "{hour}"),
+            'h' => write!(out, "{:02}", (hour + 11) % 12 + 1),
+            'H' => write!(out, "{hour:02}"),
+            'i' => write!(out, "{:02}", z.minute()),
+            's' => write!(out, "{:02}", z.second()),
+            'u' => write!(out, "000000"),
+            'v' => write!(out, "000"),
+            'e' => write!(out, "{}", tz.iana_name().unwrap_or("UTC")),
+            'I' => write!(out, "{}", u8::from(tz.to_offset_info(ts).dst().is_dst())),
+            'O' | 'P' | 'p' => {
+                if c == 'p' && offset == 0 {
+                    write!(out, "Z")
+                } else {
+                    let sign = if offset < 0 { '-' } else { '+' };
+                    let a = offset.unsigned_abs();
+                    let sep = if c == 'O' { "" } else { ":" };
+                    write!(out, "{sign}{:02}{sep}{:02}", a / 3600, a / 60 % 60)
+                }
+            }
+            'T' => write!(out, "{}", tz.to_offset_info(ts).abbreviation()),
+            'Z' => write!(out, "{offset}"),
+            'U' => write!(out, "{unix_seconds}"),
+            'c' => write!(out, "{}", date("Y-m-d\\TH:i:sP", unix_seconds, tz)),
+            'r' => write!(out, "{}", date("D, d M Y H:i:s O", unix_seconds, tz)),
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    out.push(next);
+                }
+                Ok(())
+            }
+            other => {
+                out.push(other);
+                Ok(())
+            }
+        };
+    }
+    out
+}
+
+/// PHP's `substr($s, $start, $length)` on bytes; a cut inside a character
+/// leaves U+FFFD, as a browser shows PHP's broken byte.
+pub fn substr(s: &str, start: i64, length: Option<i64>) -> String {
+    let n = i64::try_from(s.len()).unwrap_or(i64::MAX);
+    let from = if start < 0 {
+        (n + start).max(0)
+    } else {
+        start.min(n)
+    };
+    let to = match length {
+        None => n,
+        Some(l) if l < 0 => (n + l).max(from),
+        Some(l) => from.saturating_add(l).min(n),
+    };
+    if to <= from {
+        return String::new();
+    }
+    String::from_utf8_lossy(&s.as_bytes()[from as usize..to as usize]).into_owned()
 }
 
 #[cfg(test)]
@@ -1109,5 +1263,31 @@ mod tests {
             date_ymd_his(i64::MIN, &zone("UTC")),
             "-292277022657-01-27 08:29:52"
         );
+    }
+
+    #[test]
+    fn date_formats_as_php() {
+        // php -d date.timezone=Europe/Madrid -r 'echo date(FMT, 1700000000);'
+        let tz = zone("Europe/Madrid");
+        let t = 1_700_000_000;
+        assert_eq!(date("Y-m-d H:i:s", t, &tz), "2023-11-14 23:13:20");
+        assert_eq!(date("D, d M Y", t, &tz), "Tue, 14 Nov 2023");
+        assert_eq!(
+            date("l jS \\of F y, g:i a", t, &tz),
+            "Tuesday 14th of November 23, 11:13 pm"
+        );
+        assert_eq!(date("H:i", t, &tz), "23:13");
+        assert_eq!(date("c", t, &tz), "2023-11-14T23:13:20+01:00");
+        assert_eq!(date("N w z t L W o", t, &tz), "2 2 317 30 0 46 2023");
+        assert_eq!(date("O P T U", t, &tz), "+0100 +01:00 CET 1700000000");
+    }
+
+    #[test]
+    fn substr_is_bytewise_as_php() {
+        assert_eq!(substr("hello", 1, Some(3)), "ell");
+        assert_eq!(substr("hello", -3, None), "llo");
+        assert_eq!(substr("hello", 1, Some(-1)), "ell");
+        assert_eq!(substr("hello", 9, None), "");
+        assert_eq!(substr("é", 0, Some(1)), "\u{FFFD}");
     }
 }

@@ -1,5 +1,5 @@
-//! Routing: one `match` from (method, path) to an endpoint, the stats page or
-//! the static front end; the request body is read here, capped.
+//! Routing: a path the profile serves goes to the engine (its body read
+//! here, capped); otherwise the stats page or the static front end.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,17 +10,17 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use tokio::sync::Semaphore;
 
-use crate::chat::Chat;
 use crate::config::Config;
-use crate::endpoints::Endpoint;
+use crate::engine::{Engine, Input, Reply};
 use crate::error::{ApiError, text};
 use crate::php;
+use crate::profile::ErrorKind;
 use crate::static_files;
 
 /// Everything a request handler needs.
 pub struct App {
-    /// The core.
-    pub chat: Chat,
+    /// The profile, served.
+    pub engine: Engine,
     /// Settings.
     pub config: Config,
     /// Connection permits (the server holds one per open connection).
@@ -64,18 +64,35 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     if !path.starts_with('/') {
         return Err(ApiError::NotFound);
     }
-    if let Some(endpoint) = Endpoint::from_path(path) {
-        if !matches!(*req.method(), Method::GET | Method::POST) {
-            return Err(ApiError::MethodNotAllowed);
+    if app.engine.profile().serves(path) {
+        let path = path.to_owned();
+        let engine = &app.engine;
+        if let Err(reply) = engine.allows(&path, req.method()) {
+            return Ok(response(&reply));
         }
         // PHP refuses by the declared length whatever the method: a GET too.
         if declared_length(&req).is_some_and(|n| n > app.config.max_body as u64) {
-            return Err(ApiError::TooLarge);
+            return Ok(response(&engine.error(ErrorKind::TooLarge, "", "")));
         }
-        let params = if *req.method() == Method::POST {
+        let method = req.method().clone();
+        let cookies = req
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect::<Vec<_>>()
+            .join(&b"; "[..]);
+        let cookies = php::Request::parse_cookies(&cookies);
+        let params = if method == Method::POST {
             let query = req.uri().query().map(str::to_owned);
             let form = is_form(&req);
-            let body = read_body(req, app.config.max_body).await?;
+            let body = match read_body(req, app.config.max_body).await {
+                Ok(b) => b,
+                Err(ApiError::TooLarge) => {
+                    return Ok(response(&engine.error(ErrorKind::TooLarge, "", "")));
+                }
+                Err(e) => return Err(e),
+            };
             php::Request::parse(query.as_deref(), form.then_some(&body[..]))
         } else {
             // A GET's body is never read.
@@ -85,9 +102,16 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             drop(req);
             params
         };
-        return endpoint
-            .call(&app.chat, &app.config.timezone, &params)
-            .await;
+        let input = Input {
+            method: &method,
+            params: &params,
+            cookies: &cookies,
+        };
+        let Some(route) = engine.route(&path, &input) else {
+            return Err(ApiError::NotFound);
+        };
+        let (reply, _outcome) = engine.answer(route, &input).await;
+        return Ok(response(&reply));
     }
     match (req.method(), path) {
         (&Method::GET, "/_cometa/stats") => Ok(text(
@@ -95,9 +119,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             "application/json",
             format!(
                 r#"{{"waiters":{},"connections":{},"rooms":{},"queries":{}}}"#,
-                app.chat.changes().waiters(),
+                app.engine.changes().waiters(),
                 app.open_connections(),
-                app.chat.changes().rooms(),
+                app.engine.changes().keys(),
                 crate::store::statements(),
             ),
         )),
@@ -106,6 +130,14 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         }
         _ => Err(ApiError::StaticMethodNotAllowed),
     }
+}
+
+/// A shared reply as a response: the body's bytes are shared, not copied.
+fn response(reply: &Reply) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(reply.body.clone()));
+    *res.status_mut() = reply.status;
+    *res.headers_mut() = reply.headers.clone();
+    res
 }
 
 /// PHP reads a POST body into `$_REQUEST` only for this content type.

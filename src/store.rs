@@ -2,23 +2,27 @@
 //!
 //! Writes go through a single writer thread fed by a channel: whatever is queued
 //! when it wakes is committed in one `BEGIN IMMEDIATE` transaction (group
-//! commit), then every sender is answered and the rooms that received messages
-//! are signalled. Reads run on a small pool of read-only connections on
-//! tokio's blocking threads, bounded by a semaphore so a wake-up of thousands
-//! of waiters cannot spawn thousands of threads. No rusqlite type leaves this
-//! module.
+//! commit), each job inside its own savepoint so one failing job fails alone;
+//! after the commit every job is answered and the watcher is told to look (the
+//! change log says which keys changed). Reads run on a small pool of read-only
+//! connections on tokio's blocking threads, bounded by a semaphore so a wake-up
+//! of thousands of waiters cannot spawn thousands of threads. What runs is a
+//! [`Script`]: statements with named parameters, bound, never pasted. No
+//! rusqlite type leaves this module.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use crate::changes::Changes;
 use crate::error::StoreError;
+use crate::profile::{Topic, Value};
 
 /// How long a statement waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,8 +32,10 @@ const MAX_BATCH: usize = 1024;
 const QUEUE: usize = 8192;
 /// Read-only connections kept open.
 const READERS: usize = 4;
-/// Presence and typing rows older than this are deleted now and then.
-const STALE_MS: i64 = 3_600_000;
+/// Change-log rows kept behind the newest (the watcher reads only new ones).
+const CHANGES_KEPT: i64 = 10_000;
+/// How often the writer prunes the change log.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// SQL statements run by this process so far (every store, reader, writer and
 /// probe), for `GET /_cometa/stats`.
@@ -44,13 +50,6 @@ fn count(n: u64) {
     STATEMENTS.fetch_add(n, Ordering::Relaxed);
 }
 
-/// The schema, shared with the legacy PHP app (`migrations/`).
-fn migrations() -> rusqlite_migration::Migrations<'static> {
-    rusqlite_migration::Migrations::new(vec![rusqlite_migration::M::up(include_str!(
-        "../migrations/0001_init.sql"
-    ))])
-}
-
 /// `PRAGMA synchronous` for the writer: what an acknowledged send survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Durability {
@@ -60,47 +59,114 @@ pub enum Durability {
     Normal,
 }
 
-/// One stored chat message, as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// Row id; clients follow it as `lastId`.
-    pub id: i64,
-    /// Sender's name, raw as typed (trimmed).
-    pub user: String,
-    /// Text, raw as typed (trimmed).
-    pub message: String,
-    /// Unix seconds when stored.
-    pub created_at: i64,
+/// The rows one statement returned.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rows {
+    /// Column names, in order.
+    pub columns: Arc<[String]>,
+    /// Values, row by row.
+    pub rows: Vec<Vec<Value>>,
 }
 
-/// A change of a user's typing flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Typing {
-    /// Set the flag now.
-    Start,
-    /// Clear it.
-    Stop,
+/// Statements run in order by the store; the script decides which run, what
+/// each binds, and keeps what they return.
+pub trait Script {
+    /// How many statements.
+    fn count(&self) -> usize;
+    /// The SQL of statement `i`.
+    fn sql(&self, i: usize) -> &str;
+    /// Whether statement `i` runs now (after the earlier ones).
+    fn runs(&mut self, i: usize) -> Result<bool, StoreError>;
+    /// The value bound to `:name` in statement `i`.
+    fn bind(&self, i: usize, name: &str) -> Value;
+    /// What statement `i` returned, and the last inserted row id after it.
+    fn record(&mut self, i: usize, rows: Rows, insert_id: i64);
 }
+
+/// Runs scripts on one connection (a reader's, or the writer's transaction).
+pub struct Runner<'c> {
+    conn: &'c Connection,
+}
+
+impl Runner<'_> {
+    /// Starts a read transaction: the statements that follow see one snapshot
+    /// (ended when the connection goes back to the pool).
+    pub fn begin(&mut self) -> Result<(), StoreError> {
+        count(1);
+        self.conn.execute_batch("BEGIN")?;
+        Ok(())
+    }
+
+    /// Runs `script`'s statements in order.
+    pub fn run(&mut self, script: &mut dyn Script) -> Result<(), StoreError> {
+        for i in 0..script.count() {
+            if !script.runs(i)? {
+                continue;
+            }
+            count(1);
+            let mut st = self.conn.prepare_cached(script.sql(i))?;
+            for p in 1..=st.parameter_count() {
+                let Some(name) = st.parameter_name(p) else {
+                    continue;
+                };
+                let v = script.bind(i, &name[1..]);
+                match v {
+                    Value::Null => st.raw_bind_parameter(p, rusqlite::types::Null)?,
+                    Value::Int(x) => st.raw_bind_parameter(p, x)?,
+                    Value::Real(x) => st.raw_bind_parameter(p, x)?,
+                    Value::Text(s) => st.raw_bind_parameter(p, s)?,
+                }
+            }
+            let columns: Arc<[String]> =
+                st.column_names().iter().map(|c| (*c).to_owned()).collect();
+            let mut out = Rows {
+                columns,
+                rows: Vec::new(),
+            };
+            let n = out.columns.len();
+            let mut rows = st.raw_query();
+            while let Some(row) = rows.next()? {
+                let mut vals = Vec::with_capacity(n);
+                for c in 0..n {
+                    vals.push(value(row.get_ref(c)?, script.sql(i), c));
+                }
+                out.rows.push(vals);
+            }
+            drop(rows);
+            script.record(i, out, self.conn.last_insert_rowid());
+        }
+        Ok(())
+    }
+}
+
+/// A column's value; text that is not UTF-8 (another writer's) reads lossily.
+fn value(v: ValueRef<'_>, sql: &str, col: usize) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(r) => Value::Real(r),
+        ValueRef::Text(t) | ValueRef::Blob(t) => match std::str::from_utf8(t) {
+            Ok(s) => Value::Text(s.to_owned()),
+            Err(_) => {
+                tracing::warn!(
+                    column = col,
+                    sql,
+                    "a row holds text that is not UTF-8; read with U+FFFD"
+                );
+                Value::Text(String::from_utf8_lossy(t).into_owned())
+            }
+        },
+    }
+}
+
+type Boxed = Box<dyn Any + Send>;
+type JobFn = Box<dyn FnOnce(&mut Runner<'_>) -> Result<Boxed, StoreError> + Send>;
 
 /// A write, queued for the writer thread.
-enum Op {
-    Send {
-        room: String,
-        user: String,
-        message: String,
-        now_ms: i64,
-    },
-    Touch {
-        room: String,
-        user: String,
-        now_ms: i64,
-        typing: Option<Typing>,
-    },
-}
-
 struct Job {
-    op: Op,
-    reply: oneshot::Sender<Result<i64, StoreError>>,
+    run: JobFn,
+    /// `None`: detached, nobody waits for the answer.
+    reply: Option<oneshot::Sender<Result<Boxed, StoreError>>>,
 }
 
 /// Handle to the database: cheap to clone.
@@ -115,26 +181,26 @@ struct Inner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     idle_readers: Mutex<Vec<Connection>>,
     read_slots: Semaphore,
-    /// `after` queries queued but not started, by (room, after, limit): a caller
-    /// asking the same joins one instead of queueing its own (see [`Store::after`]).
-    flights: Mutex<HashMap<FlightKey, (u64, FlightResult)>>,
+    /// Shared reads queued but not started, by key: a caller asking the same
+    /// joins one instead of queueing its own (see [`Store::read_shared`]).
+    flights: Mutex<HashMap<String, (u64, FlightResult)>>,
     next_flight: AtomicU64,
 }
 
-type FlightKey = (String, i64, u32);
-/// `None` while running; then `Some(None)` if it failed, `Some(Some(rows))`.
-type FlightResult = watch::Receiver<Option<Option<Arc<Vec<Message>>>>>;
+type Shared = Arc<dyn Any + Send + Sync>;
+/// `None` while running; then `Some(None)` if it failed, `Some(Some(answer))`.
+type FlightResult = watch::Receiver<Option<Option<Shared>>>;
 
 /// Removes a flight from the table unless it was already taken out (by its
 /// query starting), also when its leader is cancelled before that.
 struct FlightGuard {
     inner: Arc<Inner>,
-    key: FlightKey,
+    key: String,
     id: u64,
 }
 
 impl FlightGuard {
-    fn take_out(inner: &Inner, key: &FlightKey, id: u64) {
+    fn take_out(inner: &Inner, key: &str, id: u64) {
         let mut flights = inner.flights.lock().expect("flights lock");
         if flights.get(key).is_some_and(|(i, _)| *i == id) {
             flights.remove(key);
@@ -148,12 +214,82 @@ impl Drop for FlightGuard {
     }
 }
 
-/// Applies the schema to the database at `path`, creating the file (and its
-/// folder) when missing.
-pub fn migrate(path: &Path) -> Result<(), StoreError> {
+/// What a database needs for one profile: the app's schema, what cometa adds
+/// beside it, and the topics whose changes its triggers log.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema<'a> {
+    /// The app's tables (`CREATE … IF NOT EXISTS`).
+    pub app: &'a str,
+    /// Indexes and the like.
+    pub extra: &'a [String],
+    /// Topics to log.
+    pub topics: &'a [Topic],
+}
+
+/// Creates what is missing (the app's tables, cometa's change log, indexes,
+/// triggers) in the database at `path`, creating the file and its folder.
+/// Never alters a table that exists.
+pub fn migrate(path: &Path, schema: Schema<'_>) -> Result<(), StoreError> {
     let mut conn = open_writer(path, Durability::Full)?;
-    migrations().to_latest(&mut conn)?;
+    apply(&mut conn, schema)
+}
+
+fn apply(conn: &mut Connection, schema: Schema<'_>) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(schema.app)?;
+    tx.execute_batch(include_str!("../migrations/0001_changes.sql"))?;
+    for sql in schema.extra {
+        tx.execute_batch(sql)?;
+    }
+    // Our triggers are ours to replace: drop every one, create the profile's.
+    let old: Vec<String> = tx
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'cometa\\_wake\\_%' ESCAPE '\\'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in old {
+        tx.execute_batch(&format!("DROP TRIGGER \"{name}\""))?;
+    }
+    for t in schema.topics {
+        for on in &t.on {
+            let topic = t.name.replace('\'', "''");
+            tx.execute_batch(&format!(
+                "CREATE TRIGGER \"cometa_wake_{name}_{on}\" AFTER {ON} ON \"{table}\" BEGIN \
+                 INSERT INTO cometa_changes (topic, key) VALUES ('{topic}', CAST(({key}) AS TEXT)); END",
+                name = t.name,
+                ON = on.to_ascii_uppercase(),
+                table = t.table,
+                key = t.key,
+            ))?;
+        }
+    }
+    tx.commit()?;
     Ok(())
+}
+
+/// Prepares statements against a database, to check a profile.
+pub struct Checker {
+    conn: Connection,
+}
+
+impl Checker {
+    /// An in-memory database with `schema` applied.
+    pub fn memory(schema: Schema<'_>) -> Result<Checker, StoreError> {
+        let mut conn = Connection::open_in_memory()?;
+        apply(&mut conn, schema)?;
+        Ok(Checker { conn })
+    }
+
+    /// The database at `path`, read-only, as it is.
+    pub fn open(path: &Path) -> Result<Checker, StoreError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        Ok(Checker { conn })
+    }
+
+    /// Whether `sql` is one statement that prepares here; then whether it is read-only.
+    pub fn prepare(&self, sql: &str) -> Result<bool, String> {
+        let st = self.conn.prepare(sql).map_err(|e| e.to_string())?;
+        Ok(st.readonly())
+    }
 }
 
 fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
@@ -187,19 +323,26 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// What the writer needs besides its jobs.
+pub struct WriterSetup {
+    /// Statements run now and then, each with its period (`:now`, `:now_ms` bound).
+    pub maintenance: Vec<(String, Duration)>,
+    /// Called after every commit (the watcher looks at the change log).
+    pub on_commit: Box<dyn Fn() + Send>,
+}
+
 impl Store {
-    /// Opens (creating and migrating) the database and starts the writer thread.
+    /// Opens the database (already [`migrate`]d) and starts the writer thread.
     pub fn open(
         path: &Path,
         durability: Durability,
-        changes: Arc<Changes>,
+        setup: WriterSetup,
     ) -> Result<Store, StoreError> {
-        let mut conn = open_writer(path, durability)?;
-        migrations().to_latest(&mut conn)?;
+        let conn = open_writer(path, durability)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = std::thread::Builder::new()
             .name("cometa-writer".into())
-            .spawn(move || writer_loop(conn, rx, &changes))
+            .spawn(move || writer_loop(conn, rx, setup))
             .map_err(|e| StoreError::Io(path.to_owned(), e))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -219,181 +362,53 @@ impl Store {
         &self.inner.path
     }
 
-    /// Stores a message; marks `user` present and clears their typing flag.
-    /// Answers once the message is committed, with its id.
-    pub async fn send(&self, room: &str, user: &str, message: &str) -> Result<i64, StoreError> {
-        self.write(Op::Send {
-            room: room.to_owned(),
-            user: user.to_owned(),
-            message: message.to_owned(),
-            now_ms: now_ms(),
-        })
-        .await
-    }
-
-    /// Marks `user` present in `room`, and changes their typing flag if asked.
-    pub async fn touch(
-        &self,
-        room: &str,
-        user: &str,
-        typing: Option<Typing>,
-    ) -> Result<(), StoreError> {
-        self.write(Op::Touch {
-            room: room.to_owned(),
-            user: user.to_owned(),
-            now_ms: now_ms(),
-            typing,
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn write(&self, op: Op) -> Result<i64, StoreError> {
-        let jobs = self
-            .inner
+    fn sender(&self) -> Result<mpsc::Sender<Job>, StoreError> {
+        self.inner
             .jobs
             .lock()
             .expect("jobs lock")
             .clone()
-            .ok_or(StoreError::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        jobs.send(Job { op, reply })
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+            .ok_or(StoreError::Closed)
     }
 
-    /// The newest `limit` messages of `room`, oldest first.
-    pub async fn newest(&self, room: &str, limit: u32) -> Result<Vec<Message>, StoreError> {
-        let room = room.to_owned();
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, user, message, created_at FROM messages \
-                 WHERE room = ?1 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let mut rows: Vec<Message> = st
-                .query_map(params![room, limit], message_row)?
-                .collect::<Result<_, _>>()?;
-            rows.reverse();
-            Ok(rows)
-        })
-        .await
-    }
-
-    /// Up to `limit` messages of `room` with an id above `after`, oldest first.
-    ///
-    /// A wake-up of a room makes all its waiters ask the same question at once
-    /// (they follow the same `lastId`). A caller that finds the same query queued
-    /// and not yet started joins it instead of running its own: the query starts
-    /// after the caller asked, so its answer is as fresh as the caller's own would
-    /// be. Ten thousand woken waiters cost a handful of queries, not ten thousand.
-    /// The rows are shared (`Arc`) with the other callers of the same query.
-    pub async fn after(
-        &self,
-        room: &str,
-        after: i64,
-        limit: u32,
-    ) -> Result<Arc<Vec<Message>>, StoreError> {
-        let key: FlightKey = (room.to_owned(), after, limit);
-        let joined = self
-            .inner
-            .flights
-            .lock()
-            .expect("flights lock")
-            .get(&key)
-            .map(|(_, rx)| rx.clone());
-        if let Some(mut rx) = joined {
-            if let Ok(answer) = rx.wait_for(Option::is_some).await
-                && let Some(Some(rows)) = &*answer
-            {
-                return Ok(Arc::clone(rows));
-            }
-            // The query failed or its caller went away: ask on our own.
-            return self.after_query(key, None).await;
-        }
-        let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = watch::channel(None);
-        self.inner
-            .flights
-            .lock()
-            .expect("flights lock")
-            .insert(key.clone(), (id, rx));
-        let guard = FlightGuard {
-            inner: self.inner.clone(),
-            key: key.clone(),
-            id,
-        };
-        let rows = self.after_query(key, Some(id)).await;
-        drop(guard);
-        let _ = tx.send(Some(rows.as_ref().ok().map(Arc::clone)));
-        rows
-    }
-
-    async fn after_query(
-        &self,
-        key: FlightKey,
-        flight: Option<u64>,
-    ) -> Result<Arc<Vec<Message>>, StoreError> {
-        let inner = self.inner.clone();
-        self.read(move |c| {
-            if let Some(id) = flight {
-                // Started: later callers must not join (they may have asked
-                // after a commit this query can no longer see).
-                FlightGuard::take_out(&inner, &key, id);
-            }
-            let (room, after, limit) = key;
-            let mut st = c.prepare_cached(
-                "SELECT id, user, message, created_at FROM messages \
-                 WHERE room = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-            )?;
-            let rows = st
-                .query_map(params![room, after, limit], message_row)?
-                .collect::<Result<_, _>>()?;
-            Ok(Arc::new(rows))
-        })
-        .await
-    }
-
-    /// Distinct users seen in `room` within the last `window_ms`.
-    pub async fn present(&self, room: &str, window_ms: i64) -> Result<i64, StoreError> {
-        let room = room.to_owned();
-        let since = now_ms() - window_ms;
-        self.read(move |c| {
-            Ok(
-                c.prepare_cached("SELECT COUNT(*) FROM presence WHERE room = ?1 AND seen_ms > ?2")?
-                    .query_row(params![room, since], |r| r.get(0))?,
-            )
-        })
-        .await
-    }
-
-    /// Users other than `user` whose typing flag in `room` was set within the
-    /// last `lapse_ms`, in byte order.
-    pub async fn typing_except(
-        &self,
-        room: &str,
-        user: &str,
-        lapse_ms: i64,
-    ) -> Result<Vec<String>, StoreError> {
-        let (room, user) = (room.to_owned(), user.to_owned());
-        let since = now_ms() - lapse_ms;
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT user FROM typing WHERE room = ?1 AND user <> ?2 AND set_ms > ?3 \
-                 ORDER BY user",
-            )?;
-            let names = st
-                .query_map(params![room, user, since], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            Ok(names)
-        })
-        .await
-    }
-
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` in the writer's transaction (batched with other writes, in a
+    /// savepoint of its own); answers once committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut Runner<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let jobs = self.sender()?;
+        let (reply, answer) = oneshot::channel();
+        let run: JobFn = Box::new(move |r| f(r).map(|t| Box::new(t) as Boxed));
+        jobs.send(Job {
+            run,
+            reply: Some(reply),
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        let out = answer.await.map_err(|_| StoreError::Closed)??;
+        Ok(*out.downcast::<T>().expect("the job's own type"))
+    }
+
+    /// Queues `f` for the writer without waiting for it; dropped (and logged)
+    /// when the queue is full. For writes that must never delay an answer.
+    pub fn write_detached<F>(&self, f: F)
+    where
+        F: FnOnce(&mut Runner<'_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        let Ok(jobs) = self.sender() else { return };
+        let run: JobFn = Box::new(move |r| f(r).map(|()| Box::new(()) as Boxed));
+        if jobs.try_send(Job { run, reply: None }).is_err() {
+            tracing::debug!("write queue full; a detached write was dropped");
+        }
+    }
+
+    /// Runs `f` on a read-only connection.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Runner<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let _slot = self
             .inner
@@ -408,14 +423,69 @@ impl Store {
                 Some(c) => c,
                 None => open_reader(&inner.path)?,
             };
-            // Every reader runs exactly one statement.
-            count(1);
-            let out = f(&conn);
+            let out = f(&mut Runner { conn: &conn });
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
             inner.idle_readers.lock().expect("reader pool").push(conn);
             out
         })
         .await
         .map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::read`], shared: a wake-up makes many waiters ask the same
+    /// question at once. A caller that finds the same `key` queued and not yet
+    /// started joins it instead of running its own: the read starts after the
+    /// caller asked, so its answer is as fresh as the caller's own would be.
+    /// Ten thousand woken waiters cost a handful of reads and renderings.
+    pub async fn read_shared<T, F>(&self, key: String, f: F) -> Result<Arc<T>, StoreError>
+    where
+        T: Send + Sync + 'static,
+        F: FnOnce(&mut Runner<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let joined = self
+            .inner
+            .flights
+            .lock()
+            .expect("flights lock")
+            .get(&key)
+            .map(|(_, rx)| rx.clone());
+        if let Some(mut rx) = joined {
+            if let Ok(answer) = rx.wait_for(Option::is_some).await
+                && let Some(Some(shared)) = &*answer
+                && let Ok(t) = Arc::clone(shared).downcast::<T>()
+            {
+                return Ok(t);
+            }
+            // The read failed or its caller went away: ask on our own.
+            return self.read(f).await.map(Arc::new);
+        }
+        let id = self.inner.next_flight.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(None);
+        self.inner
+            .flights
+            .lock()
+            .expect("flights lock")
+            .insert(key.clone(), (id, rx));
+        let guard = FlightGuard {
+            inner: self.inner.clone(),
+            key: key.clone(),
+            id,
+        };
+        let inner = self.inner.clone();
+        let out = self
+            .read(move |r| {
+                // Started: later callers must not join (they may have asked
+                // after a commit this read can no longer see).
+                FlightGuard::take_out(&inner, &key, id);
+                f(r)
+            })
+            .await
+            .map(Arc::new);
+        drop(guard);
+        let _ = tx.send(Some(out.as_ref().ok().map(|t| Arc::clone(t) as Shared)));
+        out
     }
 
     /// Stops taking writes, lets the writer commit what is queued, and waits for it.
@@ -425,55 +495,57 @@ impl Store {
             let _ = handle.join();
         }
     }
+
+    #[cfg(test)]
+    fn flights_in_the_air(&self) -> usize {
+        self.inner.flights.lock().expect("flights").len()
+    }
 }
 
-/// The rooms with messages above an id, each with its highest. `NOT INDEXED`
-/// keeps SQLite on the rowid range (the new rows only): left to itself it scans
-/// the whole `(room, id)` index for the `GROUP BY`, milliseconds per look on a
-/// table of 100,000 messages, and the watcher looks after every commit.
-const CHANGED_ROOMS_SQL: &str =
-    "SELECT room, MAX(id) FROM messages NOT INDEXED WHERE id > ?1 GROUP BY room";
-
-/// Notices commits made through other connections — the legacy PHP app's, and
-/// our own writer's — by `PRAGMA data_version` on a connection of its own, and
-/// tells which rooms received messages since it last looked.
+/// The keys changed since the watcher last looked: `PRAGMA data_version` on a
+/// connection of its own says whether anything was committed (by anyone),
+/// then the change log's new rows say what.
 pub struct VersionProbe {
     conn: Connection,
     version: i64,
-    seen_id: i64,
+    seen: i64,
 }
 
 impl VersionProbe {
-    /// Opens the probe; messages up to the current highest id count as seen.
+    /// Opens the probe; changes logged so far count as seen.
     pub fn open(path: &Path) -> Result<VersionProbe, StoreError> {
         let conn = open_reader(path)?;
         let version = data_version(&conn)?;
-        let seen_id =
-            conn.query_row("SELECT IFNULL(MAX(id), 0) FROM messages", [], |r| r.get(0))?;
+        let seen = conn.query_row("SELECT IFNULL(MAX(seq), 0) FROM cometa_changes", [], |r| {
+            r.get(0)
+        })?;
         Ok(VersionProbe {
             conn,
             version,
-            seen_id,
+            seen,
         })
     }
 
-    /// Rooms with messages committed since the last call, each with its highest
-    /// id; empty (and no query beyond the pragma) when nothing was committed.
-    pub fn changed_rooms(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+    /// `(topic, key, seq)` logged since the last call, one per key with its
+    /// highest sequence; empty (and no query beyond the pragma) when nothing
+    /// was committed.
+    pub fn changed(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let version = data_version(&self.conn)?;
         if version == self.version {
             return Ok(Vec::new());
         }
         self.version = version;
         count(1);
-        let mut st = self.conn.prepare_cached(CHANGED_ROOMS_SQL)?;
-        let rooms: Vec<(String, i64)> = st
-            .query_map([self.seen_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        let mut st = self.conn.prepare_cached(
+            "SELECT topic, key, MAX(seq) FROM cometa_changes WHERE seq > ?1 GROUP BY topic, key",
+        )?;
+        let keys: Vec<(String, String, i64)> = st
+            .query_map([self.seen], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?;
-        if let Some(max) = rooms.iter().map(|(_, id)| *id).max() {
-            self.seen_id = max;
+        if let Some(max) = keys.iter().map(|k| k.2).max() {
+            self.seen = max;
         }
-        Ok(rooms)
+        Ok(keys)
     }
 }
 
@@ -482,23 +554,16 @@ fn data_version(c: &Connection) -> Result<i64, StoreError> {
     Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
-fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
-    Ok(Message {
-        id: r.get(0)?,
-        user: r.get(1)?,
-        message: r.get(2)?,
-        created_at: r.get(3)?,
-    })
-}
-
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, changes: &Changes) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, setup: WriterSetup) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    let mut last_sweep = 0;
+    let started = Instant::now();
+    let mut last_run: Vec<Duration> = vec![Duration::ZERO; setup.maintenance.len()];
+    let mut last_prune = Duration::ZERO;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -507,229 +572,270 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, changes: &Chan
                 Err(_) => break,
             }
         }
-        let results: Vec<Result<i64, StoreError>> = match commit(&mut conn, &batch) {
-            Ok(ids) => ids.into_iter().map(Ok).collect(),
-            Err(e) => {
-                // One bad job must not fail the others: retry each on its own.
-                tracing::warn!(error = %e, jobs = batch.len(), "batch failed; retrying one by one");
-                batch
-                    .iter()
-                    .map(|job| commit(&mut conn, std::slice::from_ref(job)).map(|ids| ids[0]))
-                    .collect()
+        let results = commit(&mut conn, &mut batch);
+        (setup.on_commit)();
+        for (job, result) in batch.drain(..).zip(results) {
+            if let Some(reply) = job.reply {
+                let _ = reply.send(result);
+            } else if let Err(e) = result {
+                tracing::warn!(error = %e, "a detached write failed");
             }
-        };
-        let mut woken: Vec<(&str, i64)> = Vec::new();
-        for (job, result) in batch.iter().zip(&results) {
-            if let (Op::Send { room, .. }, Ok(id)) = (&job.op, result) {
-                match woken.iter_mut().find(|(r, _)| *r == room.as_str()) {
-                    Some(entry) => entry.1 = entry.1.max(*id),
-                    None => woken.push((room.as_str(), *id)),
+        }
+        let now = started.elapsed();
+        for (i, (sql, every)) in setup.maintenance.iter().enumerate() {
+            if now - last_run[i] >= *every || last_run[i].is_zero() {
+                last_run[i] = now.max(Duration::from_nanos(1));
+                if let Err(e) = maintain(&conn, sql) {
+                    tracing::warn!(error = %e, sql, "maintenance statement failed");
                 }
             }
         }
-        for (room, id) in woken {
-            changes.notify(room, id);
-        }
-        for (job, result) in batch.drain(..).zip(results) {
-            let _ = job.reply.send(result);
-        }
-        let now = now_ms();
-        if now - last_sweep > 60_000 {
-            last_sweep = now;
-            if let Err(e) = sweep(&conn, now) {
-                tracing::warn!(error = %e, "sweeping stale presence rows failed");
+        if now - last_prune >= PRUNE_EVERY {
+            last_prune = now;
+            count(1);
+            if let Err(e) = conn.execute(
+                "DELETE FROM cometa_changes WHERE seq < (SELECT MAX(seq) FROM cometa_changes) - ?1",
+                [CHANGES_KEPT],
+            ) {
+                tracing::warn!(error = %e, "pruning the change log failed");
             }
         }
     }
     tracing::debug!("writer stopped");
 }
 
-/// Runs `jobs` in one transaction; on success, each job's id (0 for a touch) in order.
-///
-/// A send marks its user present and clears their typing flag; within one batch
-/// only the last such mark of a (room, user) can be seen, so those two statements
-/// run once per (room, user) — before any touch of the batch and at the end, so
-/// the order of marks and typing changes is the order of the jobs.
-fn commit(conn: &mut Connection, jobs: &[Job]) -> Result<Vec<i64>, StoreError> {
-    // BEGIN and COMMIT.
+fn maintain(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    count(1);
+    let mut st = conn.prepare_cached(sql)?;
+    let now = now_ms();
+    for p in 1..=st.parameter_count() {
+        match st.parameter_name(p) {
+            Some(n) if &n[1..] == "now_ms" => st.raw_bind_parameter(p, now)?,
+            Some(n) if &n[1..] == "now" => st.raw_bind_parameter(p, now.div_euclid(1000))?,
+            _ => {}
+        }
+    }
+    st.raw_execute()?;
+    Ok(())
+}
+
+/// Runs `jobs` in one transaction, each in a savepoint; each job's result.
+/// A job that fails is rolled back alone; a transaction that cannot begin or
+/// commit (another process holds the lock past `busy_timeout`) fails them all,
+/// once, with nothing stored.
+fn commit(conn: &mut Connection, jobs: &mut [Job]) -> Vec<Result<Boxed, StoreError>> {
+    let fail_all = |e: StoreError, n: usize| {
+        let msg = e.to_string();
+        let busy = e.is_busy();
+        (0..n)
+            .map(|_| {
+                Err(if busy {
+                    StoreError::Busy
+                } else {
+                    StoreError::Failed(msg.clone())
+                })
+            })
+            .collect::<Vec<_>>()
+    };
     count(2);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e.into(), jobs.len()),
+    };
     let mut results = Vec::with_capacity(jobs.len());
-    let mut marks: HashMap<(&str, &str), i64> = HashMap::new();
-    for job in jobs {
-        match &job.op {
-            Op::Send {
-                room,
-                user,
-                message,
-                now_ms,
-            } => {
-                tx.prepare_cached(
-                    "INSERT INTO messages (room, user, message, created_at) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![room, user, message, now_ms.div_euclid(1000)])?;
-                count(1);
-                results.push(tx.last_insert_rowid());
-                marks.insert((room, user), *now_ms);
-            }
-            Op::Touch {
-                room,
-                user,
-                now_ms,
-                typing,
-            } => {
-                flush_marks(&tx, &mut marks)?;
-                touch(&tx, room, user, *now_ms, *typing)?;
-                results.push(0);
-            }
-        }
-    }
-    flush_marks(&tx, &mut marks)?;
-    tx.commit()?;
-    Ok(results)
-}
-
-/// The presence mark and typing clear of the sends since the last flush.
-fn flush_marks(c: &Connection, marks: &mut HashMap<(&str, &str), i64>) -> Result<(), StoreError> {
-    for ((room, user), now_ms) in marks.drain() {
-        mark_present(c, room, user, now_ms)?;
-        clear_typing(c, room, user)?;
+    for job in jobs.iter_mut() {
+        let run = std::mem::replace(&mut job.run, Box::new(|_| Ok(Box::new(()) as Boxed)));
         count(2);
-    }
-    Ok(())
-}
-
-fn mark_present(c: &Connection, room: &str, user: &str, now_ms: i64) -> rusqlite::Result<usize> {
-    c.prepare_cached(
-        "INSERT INTO presence (room, user, seen_ms) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (room, user) DO UPDATE SET seen_ms = excluded.seen_ms",
-    )?
-    .execute(params![room, user, now_ms])
-}
-
-fn clear_typing(c: &Connection, room: &str, user: &str) -> rusqlite::Result<usize> {
-    c.prepare_cached("DELETE FROM typing WHERE room = ?1 AND user = ?2")?
-        .execute(params![room, user])
-}
-
-/// A touch: marks the user present and applies the typing change.
-fn touch(
-    c: &Connection,
-    room: &str,
-    user: &str,
-    now_ms: i64,
-    typing: Option<Typing>,
-) -> Result<(), StoreError> {
-    mark_present(c, room, user, now_ms)?;
-    count(1 + u64::from(typing.is_some()));
-    match typing {
-        Some(Typing::Start) => {
-            c.prepare_cached(
-                "INSERT INTO typing (room, user, set_ms) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (room, user) DO UPDATE SET set_ms = excluded.set_ms",
-            )?
-            .execute(params![room, user, now_ms])?;
+        if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+            results.push(Err(e.into()));
+            continue;
         }
-        Some(Typing::Stop) => {
-            clear_typing(c, room, user)?;
+        let out = run(&mut Runner { conn: &tx });
+        let end = if out.is_ok() {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        if let Err(e) = tx.execute_batch(end) {
+            results.push(Err(e.into()));
+            continue;
         }
-        None => {}
+        results.push(out);
     }
-    Ok(())
+    if let Err(e) = tx.commit() {
+        return fail_all(e.into(), jobs.len());
+    }
+    results
 }
 
-/// Deletes presence and typing rows long past any window that reads them.
-fn sweep(c: &Connection, now_ms: i64) -> Result<(), StoreError> {
-    let cutoff = now_ms - STALE_MS;
-    count(2);
-    c.execute("DELETE FROM presence WHERE seen_ms < ?1", [cutoff])?;
-    c.execute("DELETE FROM typing WHERE set_ms < ?1", [cutoff])?;
-    Ok(())
+impl StoreError {
+    /// Another process held the lock past `busy_timeout`.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Busy => true,
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(
-            &dir.path().join("t.sqlite"),
-            Durability::Normal,
-            Arc::new(Changes::default()),
+    struct Sql(Vec<(&'static str, Vec<(&'static str, Value)>)>, Vec<Rows>);
+
+    impl Script for Sql {
+        fn count(&self) -> usize {
+            self.0.len()
+        }
+        fn sql(&self, i: usize) -> &str {
+            self.0[i].0
+        }
+        fn runs(&mut self, _: usize) -> Result<bool, StoreError> {
+            Ok(true)
+        }
+        fn bind(&self, i: usize, name: &str) -> Value {
+            self.0[i]
+                .1
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(Value::Null, |(_, v)| v.clone())
+        }
+        fn record(&mut self, _: usize, rows: Rows, _: i64) {
+            self.1.push(rows);
+        }
+    }
+
+    const APP: &str = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, room TEXT, v TEXT);";
+
+    fn topics() -> Vec<Topic> {
+        vec![Topic {
+            name: "room".into(),
+            table: "t".into(),
+            on: vec!["insert".into()],
+            key: "NEW.room".into(),
+        }]
+    }
+
+    fn store(dir: &Path) -> Store {
+        let topics = topics();
+        let path = dir.join("t.sqlite");
+        migrate(
+            &path,
+            Schema {
+                app: APP,
+                extra: &[],
+                topics: &topics,
+            },
         )
-        .expect("open");
-        (dir, store)
+        .expect("migrate");
+        Store::open(
+            &path,
+            Durability::Normal,
+            WriterSetup {
+                maintenance: Vec::new(),
+                on_commit: Box::new(|| {}),
+            },
+        )
+        .expect("open")
     }
 
-    fn typing_of(store: &Store, user: &str) -> Vec<String> {
-        let c = open_reader(store.path()).expect("reader");
-        let mut st = c
-            .prepare("SELECT user FROM typing WHERE user = ?1")
-            .expect("prepare");
-        st.query_map([user], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows")
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sends_and_touches_of_one_batch_keep_their_order() {
-        let (_dir, store) = store();
-        // Queued together, so one batch: typing set, then a send clears it.
-        let (a, b) = tokio::join!(
-            store.touch("r", "ana", Some(Typing::Start)),
-            store.send("r", "ana", "hi"),
-        );
-        a.expect("touch");
-        b.expect("send");
-        assert!(typing_of(&store, "ana").is_empty());
-        // A send, then typing set again: the flag stays.
-        let (b, a) = tokio::join!(
-            store.send("r", "bob", "yo"),
-            store.touch("r", "bob", Some(Typing::Start)),
-        );
-        b.expect("send");
-        a.expect("touch");
-        assert_eq!(typing_of(&store, "bob"), ["bob"]);
-        assert_eq!(store.present("r", 60_000).await.expect("present"), 2);
+    fn insert(room: &'static str, v: &'static str) -> Sql {
+        Sql(
+            vec![(
+                "INSERT INTO t (room, v) VALUES (:room, :v)",
+                vec![
+                    ("room", Value::Text(room.into())),
+                    ("v", Value::Text(v.into())),
+                ],
+            )],
+            Vec::new(),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_waiters_asking_at_once_get_the_same_rows() {
-        let (_dir, store) = store();
-        let first = store.send("r", "ana", "one").await.expect("send");
-        store.send("r", "ana", "two").await.expect("send");
+    async fn a_failing_job_fails_alone_and_the_log_names_the_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut probe = VersionProbe::open(store.path()).unwrap();
+        let ok = store.write(|r| {
+            let mut s = insert("a", "one");
+            r.run(&mut s)
+        });
+        let bad = store.write(|r| {
+            let mut s = insert("b", "two");
+            r.run(&mut s)?;
+            let mut broken = Sql(vec![("INSERT INTO nope VALUES (1)", vec![])], vec![]);
+            r.run(&mut broken)
+        });
+        let (ok, bad) = tokio::join!(ok, bad);
+        ok.expect("the good job commits");
+        assert!(bad.is_err());
+        let rows = store
+            .read(|r| {
+                let mut s = Sql(vec![("SELECT room, v FROM t ORDER BY id", vec![])], vec![]);
+                r.run(&mut s)?;
+                Ok(s.1.remove(0))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows.rows,
+            vec![vec![Value::Text("a".into()), Value::Text("one".into())]]
+        );
+        let changed = probe.changed().unwrap();
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert_eq!(
+            (changed[0].0.as_str(), changed[0].1.as_str()),
+            ("room", "a")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_callers_of_one_question_share_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store
+            .write(|r| {
+                let mut s = insert("r", "x");
+                r.run(&mut s)
+            })
+            .await
+            .unwrap();
         let asks = (0..200).map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.after("r", first, 100).await })
+            tokio::spawn(async move {
+                s.read_shared("q".into(), |r| {
+                    let mut q = Sql(vec![("SELECT v FROM t", vec![])], vec![]);
+                    r.run(&mut q)?;
+                    Ok(q.1.remove(0).rows.len())
+                })
+                .await
+            })
         });
         for ask in asks {
-            let rows = ask.await.expect("task").expect("after");
-            assert_eq!(rows.len(), 1);
-            assert_eq!(rows[0].message, "two");
+            assert_eq!(*ask.await.unwrap().unwrap(), 1);
         }
-        assert!(store.inner.flights.lock().expect("flights").is_empty());
+        assert_eq!(store.flights_in_the_air(), 0);
     }
 
     #[test]
-    fn the_watchers_query_reads_only_the_new_rows() {
+    fn text_that_is_not_utf8_reads_lossily() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plan.sqlite");
-        migrate(&path).unwrap();
+        let path = dir.path().join("u.sqlite");
         let c = Connection::open(&path).unwrap();
-        let plan: Vec<String> = c
-            .prepare(&format!("EXPLAIN QUERY PLAN {CHANGED_ROOMS_SQL}"))
-            .unwrap()
-            .query_map([0], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(
-            plan.iter()
-                .any(|p| p.contains("INTEGER PRIMARY KEY (rowid>?)")),
-            "{plan:?}"
-        );
-        assert!(!plan.iter().any(|p| p.starts_with("SCAN")), "{plan:?}");
+        c.execute_batch(APP).unwrap();
+        c.execute(
+            "INSERT INTO t (room, v) VALUES ('r', CAST(X'61FF62' AS TEXT))",
+            [],
+        )
+        .unwrap();
+        let mut s = Sql(vec![("SELECT v FROM t", vec![])], vec![]);
+        Runner { conn: &c }.run(&mut s).unwrap();
+        assert_eq!(s.1[0].rows[0][0], Value::Text("a\u{FFFD}b".into()));
     }
 }

@@ -1,10 +1,12 @@
-//! The watcher of foreign writes: wakes the waiters of rooms that received
-//! messages from another process (the legacy PHP app) writing the same file.
+//! The watcher of commits: wakes the requests held on the keys that a commit
+//! changed, whoever committed it — our own writer (which tells the watcher
+//! after each commit) or another process (the legacy PHP app) writing the same
+//! file.
 //!
 //! A file-system event on the database's folder (the `-wal` file or the
 //! database itself) is only a hint; `PRAGMA data_version` on a dedicated
-//! connection says whether anything was committed, and one indexed query says
-//! which rooms. Events from our own reads are not modifications and are ignored;
+//! connection says whether anything was committed, and the change log that
+//! cometa's triggers fill says which keys. Events from our own reads are not modifications and are ignored;
 //! our own commits cost a few cheap looks each (see [`FOLLOW_UPS`] for why one
 //! look is not enough). notify is not fully reliable
 //! (inotify can overflow, NFS sends nothing), so the probe also runs every
@@ -57,8 +59,22 @@ pub enum WatchMode {
 }
 
 enum Hint {
+    /// A file event: look now and again a few times (see [`FOLLOW_UPS`]).
     Look,
+    /// Our writer committed: one look is enough.
+    Ours,
     Stop,
+}
+
+/// Tells the watcher that our writer committed.
+#[derive(Clone)]
+pub struct Poke(mpsc::Sender<Hint>);
+
+impl Poke {
+    /// Look at the change log now.
+    pub fn poke(&self) {
+        let _ = self.0.send(Hint::Ours);
+    }
 }
 
 /// The running watcher; stops its thread on drop.
@@ -69,6 +85,11 @@ pub struct ForeignWrites {
 }
 
 impl ForeignWrites {
+    /// A handle for our writer to say it committed.
+    pub fn poke(&self) -> Poke {
+        Poke(self.hints.clone())
+    }
+
     /// Starts watching the database at `db`; `fallback` is the longest a
     /// foreign commit can go unnoticed.
     pub fn start(
@@ -98,6 +119,21 @@ impl ForeignWrites {
                     let wait = follow_up.map_or(fallback, |i| FOLLOW_UPS[i]);
                     match rx.recv_timeout(wait) {
                         Ok(Hint::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Ok(Hint::Ours) => {
+                            // Several commits may have queued pokes: one look serves them.
+                            let mut stop = false;
+                            let mut look = false;
+                            while let Ok(h) = rx.try_recv() {
+                                stop |= matches!(h, Hint::Stop);
+                                look |= matches!(h, Hint::Look);
+                            }
+                            if stop {
+                                break;
+                            }
+                            if look {
+                                follow_up = Some(0);
+                            }
+                        }
                         Ok(Hint::Look) => {
                             // A burst of events needs one look now, and the follow-ups.
                             let mut stop = false;
@@ -113,10 +149,10 @@ impl ForeignWrites {
                             follow_up = follow_up.map(|i| i + 1).filter(|&i| i < FOLLOW_UPS.len());
                         }
                     }
-                    match probe.changed_rooms() {
-                        Ok(rooms) => {
-                            for (room, id) in rooms {
-                                changes.notify(&room, id);
+                    match probe.changed() {
+                        Ok(keys) => {
+                            for (topic, value, seq) in keys {
+                                changes.notify(&crate::changes::key(&topic, &value), seq);
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "checking for foreign writes failed"),

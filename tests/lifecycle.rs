@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const SCHEMA: &str = include_str!("../migrations/0001_init.sql");
+const SCHEMA: &str = include_str!("../profiles/classic.schema.sql");
 
 fn run_migrate(args: &[&str], envs: &[(&str, &Path)]) -> std::process::ExitStatus {
     let log = tempfile::NamedTempFile::new().unwrap();

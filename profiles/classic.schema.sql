@@ -1,6 +1,6 @@
--- cometa schema, shared by the legacy PHP endpoints and the Rust server.
--- IF NOT EXISTS everywhere: the PHP app may have created these tables before
--- cometa ever ran `migrate`.
+-- The classic chat's schema (legacy_php/), the app's own tables. `cometa migrate
+-- --profile classic` applies it; IF NOT EXISTS everywhere: the PHP app may
+-- have created these tables before cometa ever ran.
 
 -- One row per chat message. AUTOINCREMENT so that an id is never reused, even
 -- after rows are deleted: clients follow `lastId` and must never see an old id again.

@@ -1,0 +1,638 @@
+//! One request through a profile's route, top to bottom: parameters (PHP's
+//! sources and casts) → detached writes (presence marks, never waited for) →
+//! the route's statements on the store (a reader, or the writer's transaction
+//! when they write) → while the hold's condition is true, wait on the declared
+//! wake keys and run them again → the first answer case that applies,
+//! rendered. Reads of many waiters asking the same question run, and render,
+//! once ([`Store::read_shared`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{HeaderMap, Method, StatusCode, header};
+use tokio_util::sync::CancellationToken;
+
+use crate::changes::{self, Changes};
+use crate::error::StoreError;
+use crate::php::{self, Param};
+use crate::profile::templates::Scope;
+use crate::profile::{self, ErrorKind, Kind, Profile, Route, Source, Value};
+use crate::store::{Rows, Script, Store, now_ms};
+
+/// A finished answer; shared (`Arc`) among the waiters it is rendered for.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Headers (`Content-Type` among them).
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+/// How a request ended, for the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered without waiting.
+    Immediate,
+    /// Held, then answered by a change.
+    Answered,
+    /// Held until the hold time ran out.
+    Empty,
+    /// Held until the server shut down.
+    Shutdown,
+    /// Refused (parameters, method, body, store).
+    Refused,
+}
+
+/// What one pass of a route's statements decided.
+struct Pass {
+    /// Keep waiting.
+    hold: bool,
+    /// The answer now (or, when holding, the answer if the hold ends).
+    reply: Arc<Reply>,
+}
+
+/// The request as the engine needs it.
+pub struct Input<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// `$_GET` and `$_POST`.
+    pub params: &'a php::Request,
+    /// `$_COOKIE`.
+    pub cookies: &'a php::Request,
+}
+
+/// A profile, served.
+pub struct Engine {
+    profile: Arc<Profile>,
+    store: Store,
+    changes: Arc<Changes>,
+    hold: Duration,
+    shutdown: CancellationToken,
+    /// Per route, the parameters its reads and answers depend on (the rest,
+    /// like the `user` of a presence mark, do not change the answer).
+    question: Vec<Vec<usize>>,
+    throttled: Mutex<Throttle>,
+}
+
+/// When detached statements with a `throttle` last ran, by statement and values.
+#[derive(Default)]
+struct Throttle {
+    ran: HashMap<String, i64>,
+    prune_at: usize,
+}
+
+impl Throttle {
+    /// Whether `key` may run at `now_ms`; if so, it counts as run.
+    fn claim(&mut self, key: &str, now_ms: i64, every_ms: i64) -> bool {
+        if self
+            .ran
+            .get(key)
+            .is_some_and(|&t| now_ms - t < every_ms && now_ms >= t)
+        {
+            return false;
+        }
+        self.ran.insert(key.to_owned(), now_ms);
+        if self.ran.len() >= self.prune_at {
+            self.ran.retain(|_, t| now_ms - *t < 86_400_000);
+            self.prune_at = (2 * self.ran.len()).max(1024);
+        }
+        true
+    }
+}
+
+impl Engine {
+    /// Serves `profile` over `store`; held requests wait on `changes`, end
+    /// after `hold`, or at once when `shutdown` is cancelled.
+    pub fn new(
+        profile: Arc<Profile>,
+        store: Store,
+        changes: Arc<Changes>,
+        hold: Duration,
+        shutdown: CancellationToken,
+    ) -> Engine {
+        let question = profile
+            .routes
+            .iter()
+            .map(|r| question_params(&profile, r))
+            .collect();
+        Engine {
+            profile,
+            store,
+            changes,
+            hold,
+            shutdown,
+            question,
+            throttled: Mutex::default(),
+        }
+    }
+
+    /// The profile served.
+    pub fn profile(&self) -> &Arc<Profile> {
+        &self.profile
+    }
+
+    /// The wake-up signal.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The methods any route at `path` takes (`None`: any), for a 405 decided
+    /// before the body is read.
+    pub fn allows(&self, path: &str, method: &Method) -> Result<(), Arc<Reply>> {
+        let mut allow: Vec<&str> = Vec::new();
+        for r in self.profile.routes.iter().filter(|r| r.path == path) {
+            if r.methods.is_empty() || r.methods.contains(method) {
+                return Ok(());
+            }
+            for m in &r.methods {
+                if !allow.contains(&m.as_str()) {
+                    allow.push(m.as_str());
+                }
+            }
+        }
+        Err(self.error(ErrorKind::MethodNotAllowed, "", &allow.join(", ")))
+    }
+
+    /// The answer to an engine-level error, as the profile words it.
+    pub fn error(&self, kind: ErrorKind, reason: &str, allow: &str) -> Arc<Reply> {
+        let p = &self.profile;
+        let answer = &p.answers[p.errors[&kind]];
+        let mut scope = Scope::default();
+        let reason = if reason.is_empty() {
+            kind.reason()
+        } else {
+            reason
+        };
+        scope.set("error", Value::Text(reason.to_owned()));
+        scope.set("allow", Value::Text(allow.to_owned()));
+        let now = now_ms();
+        scope.set("now_ms", Value::Int(now));
+        scope.set("now", Value::Int(now.div_euclid(1000)));
+        let body = match &answer.fixed {
+            Some(b) => b.clone(),
+            None => profile::render(&p.env, &answer.template, &scope).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the profile's error answer failed to render");
+                String::new()
+            }),
+        };
+        let mut reply = build(answer, body);
+        if kind == ErrorKind::MethodNotAllowed
+            && !reply.headers.contains_key(header::ALLOW)
+            && let Ok(v) = HeaderValue::from_str(allow)
+        {
+            reply.headers.insert(header::ALLOW, v);
+        }
+        if kind == ErrorKind::Unavailable && !reply.headers.contains_key(header::RETRY_AFTER) {
+            reply
+                .headers
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        Arc::new(reply)
+    }
+
+    /// The route at `path` whose `match` agrees with the request.
+    pub fn route(&self, path: &str, input: &Input<'_>) -> Option<usize> {
+        self.profile
+            .route(path, |name| match input.params.get(name) {
+                Param::Text(s) => Some(s),
+                _ => None,
+            })
+    }
+
+    /// Answers one request on route `ri`.
+    pub async fn answer(&self, ri: usize, input: &Input<'_>) -> (Arc<Reply>, Outcome) {
+        let route = &self.profile.routes[ri];
+        if !(route.methods.is_empty() || route.methods.contains(input.method)) {
+            return (
+                self.error(ErrorKind::MethodNotAllowed, "", &route.allow),
+                Outcome::Refused,
+            );
+        }
+        let mut scope = match read_params(&self.profile, route, input) {
+            Ok(s) => s,
+            Err(reason) => {
+                return (
+                    self.error(ErrorKind::BadRequest, &reason, &route.allow),
+                    Outcome::Refused,
+                );
+            }
+        };
+        let now = now_ms();
+        scope.set("now_ms", Value::Int(now));
+        scope.set("now", Value::Int(now.div_euclid(1000)));
+        scope.set("timed_out", Value::Int(0));
+        scope.set("insert_id", Value::Null);
+        self.detached(ri, &scope, now);
+        match self.run(ri, scope).await {
+            Ok((reply, outcome)) => (reply, outcome),
+            Err(e) => {
+                let kind = if e.is_busy() {
+                    ErrorKind::Unavailable
+                } else {
+                    ErrorKind::Internal
+                };
+                tracing::error!(error = %e, path = %route.path, "request failed in the store");
+                (self.error(kind, "", &route.allow), Outcome::Refused)
+            }
+        }
+    }
+
+    /// Queues the route's detached statements (first pass only), throttled.
+    fn detached(&self, ri: usize, scope: &Scope, now: i64) {
+        let route = &self.profile.routes[ri];
+        let mut picked = Vec::new();
+        for (i, s) in route.sql.iter().enumerate().filter(|(_, s)| s.detached) {
+            if let Some(w) = &s.when {
+                match profile::truthy(&self.profile.env, w, scope) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a detached statement's condition failed");
+                        continue;
+                    }
+                }
+            }
+            if let Some(every) = s.throttle {
+                let mut key = format!("{ri}/{i}");
+                for b in &s.binds {
+                    key.push('\0');
+                    key.push_str(&bind(scope, b).to_string());
+                }
+                let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+                if !self
+                    .throttled
+                    .lock()
+                    .expect("throttle lock")
+                    .claim(&key, now, every)
+                {
+                    continue;
+                }
+            }
+            picked.push(i);
+        }
+        if picked.is_empty() {
+            return;
+        }
+        let mut script = RouteScript {
+            profile: self.profile.clone(),
+            route: ri,
+            scope: scope.clone(),
+            only: Some(picked),
+        };
+        self.store.write_detached(move |r| r.run(&mut script));
+    }
+
+    /// Runs the route, holding while its condition says so.
+    async fn run(&self, ri: usize, scope: Scope) -> Result<(Arc<Reply>, Outcome), StoreError> {
+        let route = &self.profile.routes[ri];
+        let Some(hold) = &route.hold else {
+            let pass = self.pass(ri, &scope).await?;
+            return Ok((pass.reply, Outcome::Immediate));
+        };
+        let deadline = tokio::time::Instant::now() + self.hold;
+        // Subscribe before the first pass: a commit landing in between still wakes us.
+        let mut subs = Vec::with_capacity(hold.wake.len());
+        for w in &hold.wake {
+            let value =
+                profile::render(&self.profile.env, &w.key, &scope).map_err(StoreError::Profile)?;
+            subs.push(
+                self.changes
+                    .subscribe(changes::key(&self.profile.topics[w.topic].name, &value)),
+            );
+        }
+        let question = (!route.writes && subs.len() == 1).then(|| self.question_key(ri, &scope));
+        let mut quiet = question.as_deref().is_some_and(|q| subs[0].known_quiet(q));
+        let mut last: Option<Arc<Reply>> = None;
+        let mut woken = false;
+        loop {
+            if !quiet {
+                let pass = self.pass(ri, &scope).await?;
+                if !pass.hold {
+                    let outcome = if woken {
+                        Outcome::Answered
+                    } else {
+                        Outcome::Immediate
+                    };
+                    return Ok((pass.reply, outcome));
+                }
+                if let Some(q) = &question {
+                    subs[0].found_quiet(q);
+                }
+                last = Some(pass.reply);
+            }
+            let wake =
+                futures_util::future::select_all(subs.iter_mut().map(|s| s.changed().boxed()));
+            let ended = tokio::select! {
+                _ = wake => None,
+                () = tokio::time::sleep_until(deadline) => Some(Outcome::Empty),
+                () = self.shutdown.cancelled() => Some(Outcome::Shutdown),
+            };
+            if let Some(outcome) = ended {
+                let reply = match last {
+                    Some(r) => r,
+                    // Spared the first pass by a quiet answer: run it now for the bytes.
+                    None => self.pass(ri, &scope).await?.reply,
+                };
+                return Ok((reply, outcome));
+            }
+            quiet = false;
+            woken = true;
+        }
+    }
+
+    /// The key of the question a read-only route asks: the route and the
+    /// values of the parameters its reads and answer depend on.
+    fn question_key(&self, ri: usize, scope: &Scope) -> String {
+        let mut key = ri.to_string();
+        for &p in &self.question[ri] {
+            key.push('\0');
+            if let Some(v) = scope.var(&self.profile.params[p].name) {
+                key.push_str(&format!("{v:?}"));
+            }
+        }
+        key
+    }
+
+    /// One pass of the route's statements, and what to answer.
+    async fn pass(&self, ri: usize, scope: &Scope) -> Result<Pass, StoreError> {
+        let route = &self.profile.routes[ri];
+        let mut script = RouteScript {
+            profile: self.profile.clone(),
+            route: ri,
+            scope: scope.clone(),
+            only: None,
+        };
+        if route.writes {
+            let script = self
+                .store
+                .write(move |r| {
+                    r.run(&mut script)?;
+                    Ok(script)
+                })
+                .await?;
+            return finish(&self.profile, ri, script.scope);
+        }
+        let profile = self.profile.clone();
+        let reads = route.sql.iter().filter(|s| !s.detached).count();
+        let work = move |r: &mut crate::store::Runner<'_>| {
+            if reads > 1 {
+                // One snapshot for all of them.
+                r.begin()?;
+            }
+            r.run(&mut script)?;
+            finish(&profile, ri, script.scope)
+        };
+        if reads == 0 {
+            return finish(&self.profile, ri, scope.clone());
+        }
+        let key = self.question_key(ri, scope);
+        let pass = self.store.read_shared(key, work).await?;
+        Ok(Pass {
+            hold: pass.hold,
+            reply: pass.reply.clone(),
+        })
+    }
+}
+
+/// After the statements: hold, or the first case that applies, rendered.
+fn finish(profile: &Profile, ri: usize, mut scope: Scope) -> Result<Pass, StoreError> {
+    let route = &profile.routes[ri];
+    let hold = match &route.hold {
+        Some(h) => profile::truthy(&profile.env, &h.while_, &scope).map_err(StoreError::Profile)?,
+        None => false,
+    };
+    if hold {
+        scope.set("timed_out", Value::Int(1));
+    }
+    for case in &route.cases {
+        if let Some(w) = &case.when
+            && !profile::truthy(&profile.env, w, &scope).map_err(StoreError::Profile)?
+        {
+            continue;
+        }
+        let answer = &profile.answers[case.answer];
+        let body = match &answer.fixed {
+            Some(b) => b.clone(),
+            None => profile::render(&profile.env, &answer.template, &scope)
+                .map_err(StoreError::Profile)?,
+        };
+        return Ok(Pass {
+            hold,
+            reply: Arc::new(build(answer, body)),
+        });
+    }
+    Err(StoreError::Profile(format!(
+        "route {:?}: no answer case applies",
+        route.path
+    )))
+}
+
+fn build(answer: &profile::Answer, body: String) -> Reply {
+    let mut headers = HeaderMap::with_capacity(1 + answer.headers.len());
+    if let Ok(v) = HeaderValue::from_str(&answer.content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    for (k, v) in &answer.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    Reply {
+        status: answer.status,
+        headers,
+        body: Bytes::from(body),
+    }
+}
+
+/// The parameters a route's reads and answers depend on.
+fn question_params(profile: &Profile, route: &Route) -> Vec<usize> {
+    let mut names: Vec<String> = route.answer_inputs.clone();
+    let env = &profile.env;
+    let mut vars_of = |t: &str| {
+        if let Ok(t) = env.get_template(t) {
+            names.extend(t.undeclared_variables(false));
+        }
+    };
+    for s in route.sql.iter().filter(|s| !s.detached) {
+        if let Some(w) = &s.when {
+            vars_of(w);
+        }
+    }
+    if let Some(h) = &route.hold {
+        vars_of(&h.while_);
+    }
+    for s in route.sql.iter().filter(|s| !s.detached) {
+        for b in &s.binds {
+            names.push(b.split_once("__").map_or(b.as_str(), |(r, _)| r).to_owned());
+        }
+    }
+    route
+        .params
+        .iter()
+        .copied()
+        .filter(|&p| names.iter().any(|n| *n == profile.params[p].name))
+        .collect()
+}
+
+/// The value bound to `:name`: a parameter or built-in, or `result__column`
+/// (the first row's column of an earlier result; NULL without rows).
+fn bind(scope: &Scope, name: &str) -> Value {
+    if let Some(v) = scope.var(name) {
+        return v.clone();
+    }
+    if let Some((res, col)) = name.split_once("__")
+        && let Some(rows) = scope.result(res)
+        && let Some(c) = rows.columns.iter().position(|c| c == col)
+        && let Some(row) = rows.rows.first()
+    {
+        return row[c].clone();
+    }
+    Value::Null
+}
+
+/// A route's statements as the store runs them.
+struct RouteScript {
+    profile: Arc<Profile>,
+    route: usize,
+    scope: Scope,
+    /// Only these statements (the detached ones); `None`: all but those.
+    only: Option<Vec<usize>>,
+}
+
+impl Script for RouteScript {
+    fn count(&self) -> usize {
+        self.profile.routes[self.route].sql.len()
+    }
+
+    fn sql(&self, i: usize) -> &str {
+        &self.profile.routes[self.route].sql[i].sql
+    }
+
+    fn runs(&mut self, i: usize) -> Result<bool, StoreError> {
+        let s = &self.profile.routes[self.route].sql[i];
+        match &self.only {
+            Some(only) => return Ok(only.contains(&i)),
+            None if s.detached => return Ok(false),
+            None => {}
+        }
+        match &s.when {
+            Some(w) => {
+                profile::truthy(&self.profile.env, w, &self.scope).map_err(StoreError::Profile)
+            }
+            None => Ok(true),
+        }
+    }
+
+    fn bind(&self, _i: usize, name: &str) -> Value {
+        bind(&self.scope, name)
+    }
+
+    fn record(&mut self, i: usize, rows: Rows, insert_id: i64) {
+        let s = &self.profile.routes[self.route].sql[i];
+        let verb = s
+            .sql
+            .trim_start()
+            .get(..7)
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        if verb.starts_with("INSERT") || verb.starts_with("REPLACE") {
+            self.scope.set("insert_id", Value::Int(insert_id));
+        }
+        if let Some(n) = &s.name {
+            self.scope.set_result(n, Arc::new(rows));
+        }
+    }
+}
+
+/// Reads and checks the route's parameters, in its order; the first broken
+/// rule gives the reason.
+fn read_params(profile: &Profile, route: &Route, input: &Input<'_>) -> Result<Scope, String> {
+    let mut scope = Scope::default();
+    for &pi in &route.params {
+        let p = &profile.params[pi];
+        let raw = match p.from {
+            Source::Get => input.params.from_query(&p.name),
+            Source::Post => input.params.from_body(&p.name),
+            Source::Request => input.params.get(&p.name),
+            Source::Cookie => input.cookies.from_query(&p.name),
+        };
+        let text = match raw {
+            Param::Absent => None,
+            // Without a reason to refuse it, an array or undecodable text reads
+            // as absent (as a careful `is_string($v) ? $v : default` reads it).
+            Param::Array | Param::InvalidUtf8 => match &p.invalid {
+                Some(reason) => return Err(reason.clone()),
+                None => None,
+            },
+            Param::Text(s) => Some(if p.trim { php::trim(&s).to_owned() } else { s }),
+        };
+        let text = text.filter(|t| !(p.empty_is_absent && t.is_empty()));
+        let value = match text {
+            None => {
+                if route.required.contains(&pi) {
+                    return Err(p
+                        .missing
+                        .clone()
+                        .unwrap_or_else(|| format!("missing {}", p.name)));
+                }
+                p.default.clone().unwrap_or(Value::Null)
+            }
+            Some(t) => {
+                if let Some(re) = &p.pattern
+                    && !re.is_match(&t)
+                {
+                    return Err(p.invalid.clone().unwrap_or_default());
+                }
+                let too_long = p.max_chars.is_some_and(|m| php::mb_strlen(&t) > m)
+                    || p.max_bytes.is_some_and(|m| t.len() > m);
+                if too_long {
+                    return Err(p.too_long.clone().unwrap_or_default());
+                }
+                match p.kind {
+                    Kind::Text => Value::Text(t),
+                    Kind::Int => {
+                        let i = php::int_cast(&t);
+                        if p.one_of.as_ref().is_some_and(|set| !set.contains(&i)) {
+                            return Err(p.invalid.clone().unwrap_or_default());
+                        }
+                        Value::Int(i)
+                    }
+                }
+            }
+        };
+        scope.set(&p.name, value);
+    }
+    Ok(scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recent_run_is_not_repeated() {
+        let mut t = Throttle::default();
+        assert!(t.claim("a", 10_000, 1000));
+        assert!(!t.claim("a", 10_999, 1000));
+        assert!(t.claim("b", 10_999, 1000), "other values");
+        assert!(t.claim("a", 11_000, 1000), "a second later");
+        assert!(
+            t.claim("a", 5_000, 1000),
+            "a clock that went back does not suppress"
+        );
+    }
+}
