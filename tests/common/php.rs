@@ -57,7 +57,7 @@ pub(crate) fn php_or_skip(test: &str) -> bool {
     super::tool_or_skip(test, php_unavailable(), "php-cli php-sqlite3 php-mbstring")
 }
 
-/// Applies `migrations/` to a new database file with `cometa migrate --db PATH`.
+/// Creates the classic schema in a new database file with `cometa migrate --db PATH`.
 pub(crate) fn migrate(db: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_cometa"))
         .arg("migrate")
