@@ -111,6 +111,16 @@ impl Changes {
         }
     }
 
+    /// Wakes every held request to read again, and forgets every quiet
+    /// answer (the database file was replaced).
+    pub fn wake_all(&self) {
+        let mut keys = self.keys.lock().expect("keys lock");
+        for k in keys.values_mut() {
+            k.quiet = None;
+            k.tx.send_modify(|_| {});
+        }
+    }
+
     /// Requests currently held.
     pub fn waiters(&self) -> usize {
         self.waiters.load(Ordering::Relaxed)

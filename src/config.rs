@@ -100,6 +100,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1.0, value_parser = seconds)]
     pub fallback_poll: f64,
 
+    /// Seconds a write waits for another process's lock (a slow PHP request)
+    /// before it is refused with 503 and Retry-After; it waits once, whatever
+    /// the number of writes queued behind it.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub busy_timeout: f64,
+
     /// What an acknowledged send survives: full (power loss) or normal (a crash of cometa).
     #[arg(long, value_enum, default_value = "full")]
     pub durability: Durability,

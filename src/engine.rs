@@ -187,13 +187,16 @@ impl Engine {
             }),
         };
         let mut reply = build(answer, body);
-        if kind == ErrorKind::MethodNotAllowed
+        if reply.status == StatusCode::METHOD_NOT_ALLOWED
             && !reply.headers.contains_key(header::ALLOW)
             && let Ok(v) = HeaderValue::from_str(allow)
         {
             reply.headers.insert(header::ALLOW, v);
         }
-        if kind == ErrorKind::Unavailable && !reply.headers.contains_key(header::RETRY_AFTER) {
+        if reply.status == StatusCode::SERVICE_UNAVAILABLE
+            && kind == ErrorKind::Unavailable
+            && !reply.headers.contains_key(header::RETRY_AFTER)
+        {
             reply
                 .headers
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -203,11 +206,18 @@ impl Engine {
 
     /// The route at `path` whose `match` agrees with the request.
     pub fn route(&self, path: &str, input: &Input<'_>) -> Option<usize> {
-        self.profile
-            .route(path, |name| match input.params.get(name) {
+        self.profile.route(path, |name, from| {
+            let raw = match from {
+                Source::Get => input.params.from_query(name),
+                Source::Post => input.params.from_body(name),
+                Source::Request => input.params.get(name),
+                Source::Cookie => input.cookies.from_query(name),
+            };
+            match raw {
                 Param::Text(s) => Some(s),
                 _ => None,
-            })
+            }
+        })
     }
 
     /// Answers one request on route `ri`.
@@ -237,12 +247,12 @@ impl Engine {
         match self.run(ri, scope).await {
             Ok((reply, outcome)) => (reply, outcome),
             Err(e) => {
-                let kind = if e.is_busy() {
+                let kind = if e.is_busy() || matches!(e, StoreError::Replaced) {
                     ErrorKind::Unavailable
                 } else {
                     ErrorKind::Internal
                 };
-                tracing::error!(error = %e, path = %route.path, "request failed in the store");
+                tracing::error!(error = %e, path = %route.path, "request failed");
                 (self.error(kind, "", &route.allow), Outcome::Refused)
             }
         }
@@ -367,6 +377,14 @@ impl Engine {
     /// One pass of the route's statements, and what to answer.
     async fn pass(&self, ri: usize, scope: &Scope) -> Result<Pass, StoreError> {
         let route = &self.profile.routes[ri];
+        let mut scope = scope.clone();
+        // A statement that does not run leaves its result empty, not undefined.
+        for s in &route.sql {
+            if let Some(n) = &s.name {
+                scope.set_result(n, Arc::new(Rows::default()));
+            }
+        }
+        let scope = &scope;
         let mut script = RouteScript {
             profile: self.profile.clone(),
             route: ri,
@@ -541,16 +559,10 @@ impl Script for RouteScript {
         bind(&self.scope, name)
     }
 
-    fn record(&mut self, i: usize, rows: Rows, insert_id: i64) {
+    fn record(&mut self, i: usize, rows: Rows, inserted: Option<i64>) {
         let s = &self.profile.routes[self.route].sql[i];
-        let verb = s
-            .sql
-            .trim_start()
-            .get(..7)
-            .unwrap_or("")
-            .to_ascii_uppercase();
-        if verb.starts_with("INSERT") || verb.starts_with("REPLACE") {
-            self.scope.set("insert_id", Value::Int(insert_id));
+        if let Some(id) = inserted {
+            self.scope.set("insert_id", Value::Int(id));
         }
         if let Some(n) = &s.name {
             self.scope.set_result(n, Arc::new(rows));

@@ -15,6 +15,14 @@ pub enum StoreError {
     /// A file or folder could not be created.
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    /// The database cannot be written by this process.
+    #[error("{0}: cometa needs {1}: {2}")]
+    Permission(PathBuf, String, std::io::Error),
+    /// The file at the path is not the one open (deleted or replaced).
+    #[error(
+        "the database file was deleted or replaced; not writing until a valid database is at the path"
+    )]
+    Replaced,
     /// The store is shutting down.
     #[error("store closed")]
     Closed,

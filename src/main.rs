@@ -51,8 +51,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Check) => {
-            print!("{}", profile.describe());
-            println!("ok");
+            // `cometa check | head` must not panic on a closed pipe.
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{}", profile.describe()).and_then(|()| writeln!(out, "ok"));
             return ExitCode::SUCCESS;
         }
         Some(Command::Migrate) => {
@@ -93,6 +94,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        store::set_busy_timeout(Duration::from_secs_f64(cli.serve.busy_timeout));
         let changes = Arc::new(Changes::default());
         if let Err(e) = store::migrate(&db, schema(&profile)) {
             eprintln!("cometa: database {}: {e}", db.display());
@@ -112,6 +114,9 @@ fn main() -> ExitCode {
         };
         let poke = foreign.poke();
         let setup = WriterSetup {
+            app_schema: profile.schema.clone(),
+            extra_sql: profile.extra_sql.clone(),
+            topics: profile.topics.clone(),
             maintenance: profile.maintenance.clone(),
             on_commit: Box::new(move || poke.poke()),
         };
@@ -129,7 +134,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        foreign.guard(store.clone());
         let shutdown = CancellationToken::new();
+        let interrupt = shutdown.clone();
+        tokio::spawn(async move {
+            // Writes waiting for another process's lock give up: 503, not a stuck exit.
+            interrupt.cancelled().await;
+            store::interrupt_waits();
+        });
         let app = Arc::new(App {
             engine: Engine::new(profile.clone(), store.clone(), changes, config.hold, shutdown.clone()),
             connections: Arc::new(Semaphore::new(config.max_connections)),

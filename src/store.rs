@@ -13,7 +13,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,42 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use crate::error::StoreError;
 use crate::profile::{Topic, Value};
 
-/// How long a statement waits for another process's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a statement waits for another process's lock before failing,
+/// in milliseconds (`--busy-timeout`).
+static BUSY_TIMEOUT_MS: AtomicU64 = AtomicU64::new(10_000);
+
+/// Sets how long a statement waits for another process's lock.
+pub fn set_busy_timeout(t: Duration) {
+    BUSY_TIMEOUT_MS.store(
+        u64::try_from(t.as_millis()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+/// How long the busy handler sleeps between tries.
+const BUSY_STEP: Duration = Duration::from_millis(2);
+
+/// Set on shutdown: a statement waiting for another process's lock gives up
+/// at once, so queued writes are refused (503) instead of holding the exit.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes every wait for another process's lock give up now (shutdown).
+pub fn interrupt_waits() {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// SQLite's busy handler: wait in small steps up to the busy timeout, unless
+/// the server is shutting down.
+fn busy(tries: i32) -> bool {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        return false;
+    }
+    std::thread::sleep(BUSY_STEP);
+    u128::from(tries.unsigned_abs()) * BUSY_STEP.as_millis()
+        < u128::from(BUSY_TIMEOUT_MS.load(Ordering::Relaxed))
+}
+
+/// Text that is not UTF-8 was read (logged once per process).
+static LOSSY_LOGGED: AtomicBool = AtomicBool::new(false);
 /// Most jobs committed in one transaction.
 const MAX_BATCH: usize = 1024;
 /// Queued writes before senders wait (back-pressure).
@@ -79,8 +113,9 @@ pub trait Script {
     fn runs(&mut self, i: usize) -> Result<bool, StoreError>;
     /// The value bound to `:name` in statement `i`.
     fn bind(&self, i: usize, name: &str) -> Value;
-    /// What statement `i` returned, and the last inserted row id after it.
-    fn record(&mut self, i: usize, rows: Rows, insert_id: i64);
+    /// What statement `i` returned, and the row id it inserted (an `INSERT`
+    /// or `REPLACE` that added a row).
+    fn record(&mut self, i: usize, rows: Rows, inserted: Option<i64>);
 }
 
 /// Runs scripts on one connection (a reader's, or the writer's transaction).
@@ -133,7 +168,16 @@ impl Runner<'_> {
                 out.rows.push(vals);
             }
             drop(rows);
-            script.record(i, out, self.conn.last_insert_rowid());
+            let verb = script
+                .sql(i)
+                .trim_start()
+                .get(..7)
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            let inserted = ((verb.starts_with("INSERT") || verb.starts_with("REPLACE"))
+                && self.conn.changes() > 0)
+                .then(|| self.conn.last_insert_rowid());
+            script.record(i, out, inserted);
         }
         Ok(())
     }
@@ -148,11 +192,13 @@ fn value(v: ValueRef<'_>, sql: &str, col: usize) -> Value {
         ValueRef::Text(t) | ValueRef::Blob(t) => match std::str::from_utf8(t) {
             Ok(s) => Value::Text(s.to_owned()),
             Err(_) => {
-                tracing::warn!(
-                    column = col,
-                    sql,
-                    "a row holds text that is not UTF-8; read with U+FFFD"
-                );
+                if !LOSSY_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        column = col,
+                        sql,
+                        "a row holds text that is not UTF-8 (another process wrote it); it reads with U+FFFD, as PHP's htmlspecialchars(ENT_SUBSTITUTE) shows it (logged once)"
+                    );
+                }
                 Value::Text(String::from_utf8_lossy(t).into_owned())
             }
         },
@@ -162,9 +208,19 @@ fn value(v: ValueRef<'_>, sql: &str, col: usize) -> Value {
 type Boxed = Box<dyn Any + Send>;
 type JobFn = Box<dyn FnOnce(&mut Runner<'_>) -> Result<Boxed, StoreError> + Send>;
 
+/// What the writer does for a job.
+enum Work {
+    /// Run in the batch's transaction.
+    Run(JobFn),
+    /// The file at the path changed: open it (and migrate it) instead.
+    Reopen,
+    /// Nothing to write: time for maintenance even if nobody writes through us.
+    Tick,
+}
+
 /// A write, queued for the writer thread.
 struct Job {
-    run: JobFn,
+    work: Work,
     /// `None`: detached, nobody waits for the answer.
     reply: Option<oneshot::Sender<Result<Boxed, StoreError>>>,
 }
@@ -177,9 +233,17 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    /// Device and inode of the file open now; `None` if it had none.
+    identity: Mutex<Option<(u64, u64)>>,
+    /// The file at the path is not the one open: writes are refused.
+    replaced: AtomicBool,
+    /// The `-wal` and `-shm` files of the file open now, with their identity.
+    sidecars: Mutex<Vec<Sidecar>>,
+    /// Bumped on every reopen; a reader of an older one is not pooled again.
+    generation: AtomicU64,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    idle_readers: Mutex<Vec<Connection>>,
+    idle_readers: Mutex<Vec<(u64, Connection)>>,
     read_slots: Semaphore,
     /// Shared reads queued but not started, by key: a caller asking the same
     /// joins one instead of queueing its own (see [`Store::read_shared`]).
@@ -230,6 +294,7 @@ pub struct Schema<'a> {
 /// triggers) in the database at `path`, creating the file and its folder.
 /// Never alters a table that exists.
 pub fn migrate(path: &Path, schema: Schema<'_>) -> Result<(), StoreError> {
+    writable(path)?;
     let mut conn = open_writer(path, Durability::Full)?;
     apply(&mut conn, schema)
 }
@@ -292,12 +357,65 @@ impl Checker {
     }
 }
 
+/// Refuses a database cometa could open but not write (a read-only or
+/// immutable file, another owner, a read-only folder), naming what is needed.
+fn writable(path: &Path) -> Result<(), StoreError> {
+    let need = |what: String, e: std::io::Error| StoreError::Permission(path.to_owned(), what, e);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if dir.exists() {
+        if !dir.is_dir() {
+            return Err(need(
+                format!("its folder {} is not a directory", dir.display()),
+                std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            ));
+        }
+        rustix::fs::access(
+            dir,
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        )
+        .map_err(|e| {
+            need(
+                format!(
+                    "write permission on its folder {} (for the -wal and -shm files)",
+                    dir.display()
+                ),
+                e.into(),
+            )
+        })?;
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| need("read and write permission on the file".into(), e))?;
+        for side in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(side);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&p)
+                    .map_err(|e| {
+                        need(format!("read and write permission on {}", p.display()), e)
+                    })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.to_owned(), e))?;
     }
     let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(busy))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(%mode, "SQLite refused WAL mode; readers will block writers");
@@ -318,13 +436,62 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(busy))?;
     conn.pragma_update(None, "query_only", "ON")?;
     Ok(conn)
 }
 
+/// Whether the file at `path` starts with SQLite's header.
+fn is_database(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
+}
+
+/// A file beside the database, with its device and inode when it exists.
+type Sidecar = (PathBuf, Option<(u64, u64)>);
+
+/// The `-wal` and `-shm` beside `path`, with their identity now.
+fn sidecars(path: &Path) -> Vec<Sidecar> {
+    ["-wal", "-shm"]
+        .iter()
+        .map(|side| {
+            let mut p = path.as_os_str().to_owned();
+            p.push(side);
+            let p = PathBuf::from(p);
+            let id = file_id(&p);
+            (p, id)
+        })
+        .collect()
+}
+
+/// The device and inode of the file at `path`.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// What [`Store::verify`] found at the database's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// The file open is the file at the path.
+    Same,
+    /// No valid database at the path: writes are refused until there is one.
+    Gone,
+    /// Another valid database is at the path; the store opened it.
+    Reopened,
+}
+
 /// What the writer needs besides its jobs.
 pub struct WriterSetup {
+    /// The app's schema, applied again when the file is replaced.
+    pub app_schema: String,
+    /// What cometa adds beside it.
+    pub extra_sql: Vec<String>,
+    /// The topics whose triggers log changes.
+    pub topics: Vec<Topic>,
     /// Statements run now and then, each with its period (`:now`, `:now_ms` bound).
     pub maintenance: Vec<(String, Duration)>,
     /// Called after every commit (the watcher looks at the change log).
@@ -340,21 +507,98 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let conn = open_writer(path, durability)?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let inner = Arc::new(Inner {
+            path: path.to_owned(),
+            identity: Mutex::new(file_id(path)),
+            sidecars: Mutex::new(sidecars(path)),
+            replaced: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(None),
+            idle_readers: Mutex::new(Vec::new()),
+            read_slots: Semaphore::new(READERS),
+            flights: Mutex::new(HashMap::new()),
+            next_flight: AtomicU64::new(0),
+        });
+        let state = inner.clone();
         let writer = std::thread::Builder::new()
             .name("cometa-writer".into())
-            .spawn(move || writer_loop(conn, rx, setup))
+            .spawn(move || writer_loop(conn, rx, setup, durability, &state))
             .map_err(|e| StoreError::Io(path.to_owned(), e))?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                path: path.to_owned(),
-                jobs: Mutex::new(Some(tx)),
-                writer: Mutex::new(Some(writer)),
-                idle_readers: Mutex::new(Vec::new()),
-                read_slots: Semaphore::new(READERS),
-                flights: Mutex::new(HashMap::new()),
-                next_flight: AtomicU64::new(0),
-            }),
-        })
+        *inner.writer.lock().expect("writer lock") = Some(writer);
+        Ok(Store { inner })
+    }
+
+    /// Lets the writer run its maintenance (and prune the change log) even
+    /// when every write comes from another process; cheap, call it often.
+    pub fn tick(&self) {
+        if let Ok(jobs) = self.sender() {
+            let _ = jobs.try_send(Job {
+                work: Work::Tick,
+                reply: None,
+            });
+        }
+    }
+
+    /// Compares the file at the path with the one open. When another valid
+    /// database is there now (a backup restored with `mv`), has the writer
+    /// open it (migrating it) and answers [`Verify::Reopened`]: the caller
+    /// wakes every waiter to read again. Until then writes answer
+    /// [`StoreError::Replaced`]. `release` closes the caller's own connection
+    /// to the old file before the new one is opened. Blocking: call it from
+    /// a thread of its own.
+    pub fn verify(&self, release: &mut Option<&mut dyn FnMut()>) -> Verify {
+        let inner = &self.inner;
+        let now = file_id(&inner.path);
+        if now == *inner.identity.lock().expect("identity lock")
+            && !inner.replaced.load(Ordering::Relaxed)
+        {
+            return Verify::Same;
+        }
+        if !inner.replaced.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                db = %inner.path.display(),
+                "the database file was deleted or replaced while cometa ran; writes answer 503 until a valid database is at the path (deploy/README.md: restoring a backup)"
+            );
+        }
+        if now.is_none() {
+            return Verify::Gone;
+        }
+        // Only the header is read: opening the new file while the old one's
+        // -wal and -shm are still beside it (our connections keep them) would
+        // read the old database's pages. The writer closes every old
+        // connection before it opens the new file.
+        if !is_database(&inner.path) {
+            tracing::debug!("the file at the database path is not a SQLite database yet");
+            return Verify::Gone;
+        }
+        if let Some(release) = release.take() {
+            release();
+        }
+        let Ok(jobs) = self.sender() else {
+            return Verify::Gone;
+        };
+        let (reply, answer) = oneshot::channel();
+        if jobs
+            .blocking_send(Job {
+                work: Work::Reopen,
+                reply: Some(reply),
+            })
+            .is_err()
+        {
+            return Verify::Gone;
+        }
+        match answer.blocking_recv() {
+            Ok(Ok(_)) => {
+                tracing::warn!(db = %inner.path.display(), "reopened the database now at the path; held requests read again");
+                Verify::Reopened
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot open the database now at the path");
+                Verify::Gone
+            }
+            Err(_) => Verify::Gone,
+        }
     }
 
     /// Path of the database file.
@@ -382,7 +626,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         let run: JobFn = Box::new(move |r| f(r).map(|t| Box::new(t) as Boxed));
         jobs.send(Job {
-            run,
+            work: Work::Run(run),
             reply: Some(reply),
         })
         .await
@@ -399,7 +643,13 @@ impl Store {
     {
         let Ok(jobs) = self.sender() else { return };
         let run: JobFn = Box::new(move |r| f(r).map(|()| Box::new(()) as Boxed));
-        if jobs.try_send(Job { run, reply: None }).is_err() {
+        if jobs
+            .try_send(Job {
+                work: Work::Run(run),
+                reply: None,
+            })
+            .is_err()
+        {
             tracing::debug!("write queue full; a detached write was dropped");
         }
     }
@@ -418,16 +668,23 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let generation = inner.generation.load(Ordering::Relaxed);
             let pooled = inner.idle_readers.lock().expect("reader pool").pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => open_reader(&inner.path)?,
+            let (born, conn) = match pooled {
+                Some(c) if c.0 == generation => c,
+                _ => (generation, open_reader(&inner.path)?),
             };
             let out = f(&mut Runner { conn: &conn });
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
-            inner.idle_readers.lock().expect("reader pool").push(conn);
+            if born == inner.generation.load(Ordering::Relaxed) {
+                inner
+                    .idle_readers
+                    .lock()
+                    .expect("reader pool")
+                    .push((born, conn));
+            }
             out
         })
         .await
@@ -509,6 +766,11 @@ pub struct VersionProbe {
     conn: Connection,
     version: i64,
     seen: i64,
+    /// Added to the sequences of this file: after a reopen, the new file's
+    /// sequences (which may be lower) still rise above every one signalled.
+    offset: i64,
+    /// Closed (the file was replaced): nothing to look at until reopened.
+    released: bool,
 }
 
 impl VersionProbe {
@@ -523,13 +785,33 @@ impl VersionProbe {
             conn,
             version,
             seen,
+            offset: 0,
+            released: false,
         })
+    }
+
+    /// Closes the connection to the file (before another file is opened at its path).
+    pub fn release(&mut self) {
+        if let Ok(c) = Connection::open_in_memory() {
+            drop(std::mem::replace(&mut self.conn, c));
+            self.released = true;
+        }
+    }
+
+    /// A probe of the database now at `path`, its sequences continuing above this one's.
+    pub fn reopen(&self, path: &Path) -> Result<VersionProbe, StoreError> {
+        let mut p = VersionProbe::open(path)?;
+        p.offset = self.offset + self.seen + 1;
+        Ok(p)
     }
 
     /// `(topic, key, seq)` logged since the last call, one per key with its
     /// highest sequence; empty (and no query beyond the pragma) when nothing
     /// was committed.
     pub fn changed(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        if self.released {
+            return Ok(Vec::new());
+        }
         let version = data_version(&self.conn)?;
         if version == self.version {
             return Ok(Vec::new());
@@ -545,7 +827,10 @@ impl VersionProbe {
         if let Some(max) = keys.iter().map(|k| k.2).max() {
             self.seen = max;
         }
-        Ok(keys)
+        Ok(keys
+            .into_iter()
+            .map(|(t, k, seq)| (t, k, seq + self.offset))
+            .collect())
     }
 }
 
@@ -559,7 +844,13 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, setup: WriterSetup) {
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    setup: WriterSetup,
+    durability: Durability,
+    inner: &Inner,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let started = Instant::now();
     let mut last_run: Vec<Duration> = vec![Duration::ZERO; setup.maintenance.len()];
@@ -572,8 +863,69 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, setup: WriterS
                 Err(_) => break,
             }
         }
-        let results = commit(&mut conn, &mut batch);
-        (setup.on_commit)();
+        if let Some(i) = batch.iter().position(|j| matches!(j.work, Work::Reopen)) {
+            let job = batch.remove(i);
+            // Every connection to the old file closes first (the last one
+            // checkpoints its WAL into the old file and removes the -wal and
+            // -shm at the path), or the new file would be read through them.
+            inner.generation.fetch_add(1, Ordering::Relaxed);
+            inner.idle_readers.lock().expect("reader pool").clear();
+            let drained = Instant::now();
+            while inner.read_slots.available_permits() < READERS
+                && drained.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            inner.idle_readers.lock().expect("reader pool").clear();
+            match Connection::open_in_memory() {
+                Ok(placeholder) => drop(std::mem::replace(&mut conn, placeholder)),
+                Err(e) => tracing::error!(error = %e, "cannot close the old database"),
+            }
+            // SQLite keeps the old file's -wal and -shm when the file was
+            // replaced; opened beside the new file they would be read as its
+            // own. Still ours (same inode): moved aside, never deleted.
+            let stamp = jiff::Timestamp::now().as_second();
+            for (side, id) in inner.sidecars.lock().expect("sidecars lock").iter() {
+                if id.is_some() && file_id(side) == *id {
+                    let mut aside = side.as_os_str().to_owned();
+                    aside.push(format!(".replaced-{stamp}"));
+                    match std::fs::rename(side, &aside) {
+                        Ok(()) => {
+                            tracing::warn!(from = %side.display(), to = %PathBuf::from(&aside).display(), "moved the replaced database's file aside")
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, file = %side.display(), "cannot move the replaced database's file aside")
+                        }
+                    }
+                }
+            }
+            let result = reopen(&inner.path, durability, &setup).map(|(c, id)| {
+                conn = c;
+                *inner.identity.lock().expect("identity lock") = id;
+                *inner.sidecars.lock().expect("sidecars lock") = sidecars(&inner.path);
+                inner.generation.fetch_add(1, Ordering::Relaxed);
+                inner.idle_readers.lock().expect("reader pool").clear();
+                inner.replaced.store(false, Ordering::Relaxed);
+                Box::new(()) as Boxed
+            });
+            if let Some(reply) = job.reply {
+                let _ = reply.send(result);
+            }
+        }
+        batch.retain(|j| !matches!(j.work, Work::Tick));
+        // Never acknowledge a write the path does not lead to.
+        let replaced = inner.replaced.load(Ordering::Relaxed)
+            || file_id(&inner.path) != *inner.identity.lock().expect("identity lock");
+        let results: Vec<Result<Boxed, StoreError>> = if batch.is_empty() {
+            Vec::new()
+        } else if replaced {
+            inner.replaced.store(true, Ordering::Relaxed);
+            batch.iter().map(|_| Err(StoreError::Replaced)).collect()
+        } else {
+            let results = commit(&mut conn, &mut batch);
+            (setup.on_commit)();
+            results
+        };
         for (job, result) in batch.drain(..).zip(results) {
             if let Some(reply) = job.reply {
                 let _ = reply.send(result);
@@ -602,6 +954,25 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, setup: WriterS
         }
     }
     tracing::debug!("writer stopped");
+}
+
+/// Opens and migrates the database now at `path`.
+fn reopen(
+    path: &Path,
+    durability: Durability,
+    setup: &WriterSetup,
+) -> Result<(Connection, Option<(u64, u64)>), StoreError> {
+    writable(path)?;
+    let mut conn = open_writer(path, durability)?;
+    apply(
+        &mut conn,
+        Schema {
+            app: &setup.app_schema,
+            extra: &setup.extra_sql,
+            topics: &setup.topics,
+        },
+    )?;
+    Ok((conn, file_id(path)))
 }
 
 fn maintain(conn: &Connection, sql: &str) -> Result<(), StoreError> {
@@ -644,7 +1015,10 @@ fn commit(conn: &mut Connection, jobs: &mut [Job]) -> Vec<Result<Boxed, StoreErr
     };
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
-        let run = std::mem::replace(&mut job.run, Box::new(|_| Ok(Box::new(()) as Boxed)));
+        let Work::Run(run) = std::mem::replace(&mut job.work, Work::Reopen) else {
+            results.push(Err(StoreError::Closed));
+            continue;
+        };
         count(2);
         if let Err(e) = tx.execute_batch("SAVEPOINT job") {
             results.push(Err(e.into()));
@@ -705,7 +1079,7 @@ mod tests {
                 .find(|(n, _)| *n == name)
                 .map_or(Value::Null, |(_, v)| v.clone())
         }
-        fn record(&mut self, _: usize, rows: Rows, _: i64) {
+        fn record(&mut self, _: usize, rows: Rows, _: Option<i64>) {
             self.1.push(rows);
         }
     }
@@ -737,6 +1111,9 @@ mod tests {
             &path,
             Durability::Normal,
             WriterSetup {
+                app_schema: APP.into(),
+                extra_sql: Vec::new(),
+                topics,
                 maintenance: Vec::new(),
                 on_commit: Box::new(|| {}),
             },

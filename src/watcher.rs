@@ -22,7 +22,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 
 use crate::changes::Changes;
 use crate::error::StoreError;
-use crate::store::VersionProbe;
+use crate::store::{Store, Verify, VersionProbe};
 
 /// When to look again after a burst of file events, each wait after the
 /// previous look. A writer's last `write()` to the `-wal` file (the event) comes
@@ -63,6 +63,8 @@ enum Hint {
     Look,
     /// Our writer committed: one look is enough.
     Ours,
+    /// From now on, check that the file open is the file at the path.
+    Guard(Store),
     Stop,
 }
 
@@ -85,6 +87,12 @@ pub struct ForeignWrites {
 }
 
 impl ForeignWrites {
+    /// Checks, at every look, that the database at the path is the one the
+    /// store has open; reopens it and wakes every waiter when it was replaced.
+    pub fn guard(&self, store: Store) {
+        let _ = self.hints.send(Hint::Guard(store));
+    }
+
     /// A handle for our writer to say it committed.
     pub fn poke(&self) -> Poke {
         Poke(self.hints.clone())
@@ -99,6 +107,7 @@ impl ForeignWrites {
         changes: Arc<Changes>,
     ) -> Result<ForeignWrites, StoreError> {
         let mut probe = VersionProbe::open(db)?;
+        let db_path = db.to_owned();
         let (hints, rx) = mpsc::channel();
         let events = match mode {
             WatchMode::Poll => None,
@@ -115,38 +124,56 @@ impl ForeignWrites {
             .spawn(move || {
                 // The index of the next follow-up look after a burst of events.
                 let mut follow_up: Option<usize> = None;
+                let mut guard: Option<Store> = None;
+                let db = db_path;
                 loop {
                     let wait = follow_up.map_or(fallback, |i| FOLLOW_UPS[i]);
-                    match rx.recv_timeout(wait) {
-                        Ok(Hint::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        Ok(Hint::Ours) => {
-                            // Several commits may have queued pokes: one look serves them.
-                            let mut stop = false;
-                            let mut look = false;
-                            while let Ok(h) = rx.try_recv() {
-                                stop |= matches!(h, Hint::Stop);
-                                look |= matches!(h, Hint::Look);
-                            }
-                            if stop {
-                                break;
-                            }
-                            if look {
-                                follow_up = Some(0);
-                            }
-                        }
-                        Ok(Hint::Look) => {
+                    let first = match rx.recv_timeout(wait) {
+                        Ok(h) => Some(h),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    };
+                    let timed_out = first.is_none();
+                    // Several hints may be queued: one look serves them all.
+                    let (mut stop, mut look) = (false, false);
+                    for h in first
+                        .into_iter()
+                        .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                    {
+                        match h {
+                            Hint::Stop => stop = true,
                             // A burst of events needs one look now, and the follow-ups.
-                            let mut stop = false;
-                            while let Ok(h) = rx.try_recv() {
-                                stop |= matches!(h, Hint::Stop);
-                            }
-                            if stop {
-                                break;
-                            }
-                            follow_up = Some(0);
+                            Hint::Look => look = true,
+                            Hint::Ours => {}
+                            Hint::Guard(store) => guard = Some(store),
                         }
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            follow_up = follow_up.map(|i| i + 1).filter(|&i| i < FOLLOW_UPS.len());
+                    }
+                    if stop {
+                        break;
+                    }
+                    if look {
+                        follow_up = Some(0);
+                    } else if timed_out {
+                        follow_up = follow_up.map(|i| i + 1).filter(|&i| i < FOLLOW_UPS.len());
+                    }
+                    if timed_out
+                        && follow_up.is_none()
+                        && let Some(store) = &guard
+                    {
+                        // Idle: a quiet moment for maintenance.
+                        store.tick();
+                    }
+                    if let Some(store) = &guard {
+                        let mut release = || probe.release();
+                        let mut release: Option<&mut dyn FnMut()> = Some(&mut release);
+                        if store.verify(&mut release) == Verify::Reopened {
+                            match probe.reopen(&db) {
+                                Ok(p) => probe = p,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot watch the reopened database");
+                                }
+                            }
+                            changes.wake_all();
                         }
                     }
                     match probe.changed() {

@@ -179,6 +179,8 @@ pub struct Statement {
     pub readonly: bool,
     /// Its bound names, in order (`:room` → `room`).
     pub binds: Vec<String>,
+    /// Line of the SQL in the profile file.
+    pub line: usize,
 }
 
 /// Where a held request waits.
@@ -217,7 +219,8 @@ pub struct Route {
     pub methods: Vec<hyper::Method>,
     /// `Allow` header value for a 405.
     pub allow: String,
-    /// Dispatch: parameter → value it must have (raw, as sent).
+    /// Dispatch: parameter → value it must have (raw, as sent); read from
+    /// the parameter's declared source when `[params]` has it, else `$_REQUEST`.
     pub matches: Vec<(String, String)>,
     /// Parameter indices, in validation order.
     pub params: Vec<usize>,
@@ -317,6 +320,10 @@ pub struct Profile {
     pub routes: Vec<Route>,
     /// Statements the writer runs now and then, with their period.
     pub maintenance: Vec<(String, std::time::Duration)>,
+    /// Lines of the maintenance statements.
+    maintenance_lines: Vec<usize>,
+    /// Lines of the topics.
+    topic_lines: Vec<usize>,
     /// Templates (bodies and conditions) with PHP's filters.
     pub env: minijinja::Environment<'static>,
 }
@@ -711,6 +718,7 @@ impl Profile {
                     throttle,
                     readonly: false,
                     binds,
+                    line: line_of(source, s.sql.span().start),
                 });
             }
             let hold = match &r.hold {
@@ -743,6 +751,12 @@ impl Profile {
                         };
                         let name = format!("wake:{cond_n}");
                         cond_n += 1;
+                        // Evaluated before the first pass: parameters only.
+                        let before: BTreeSet<String> = route_params
+                            .iter()
+                            .map(|&i| params[i].name.clone())
+                            .chain(["now", "now_ms"].map(String::from))
+                            .collect();
                         add_template(
                             &cx,
                             &mut env,
@@ -750,7 +764,7 @@ impl Profile {
                             format!("{{{{ {} }}}}", w.key.get_ref()),
                             Some(w.key.span().start),
                             &format!("{hkey}.wake.key"),
-                            &known,
+                            &before,
                         )?;
                         wake.push(Wake {
                             topic: t,
@@ -868,6 +882,16 @@ impl Profile {
         }
 
         let mut maintenance = Vec::new();
+        let maintenance_lines = spec
+            .maintenance
+            .iter()
+            .map(|m| line_of(source, m.get_ref().sql.span().start))
+            .collect();
+        let topic_lines = spec
+            .topics
+            .values()
+            .map(|t| line_of(source, t.get_ref().key.span().start))
+            .collect();
         for (i, m) in spec.maintenance.iter().enumerate() {
             let at = Some(m.span().start);
             let m = m.get_ref();
@@ -906,6 +930,8 @@ impl Profile {
             errors,
             routes,
             maintenance,
+            maintenance_lines,
+            topic_lines,
             env,
         })
     }
@@ -918,34 +944,67 @@ impl Profile {
         mut prepare: impl FnMut(&str) -> Result<bool, String>,
     ) -> Result<(), ProfileError> {
         let file = self.origin.clone();
-        let fail = |key: String, message: String| ProfileError {
+        let fail = |line: usize, key: String, message: String| ProfileError {
             file: file.clone(),
-            line: None,
+            line: Some(line),
             key,
             message,
         };
+        // A topic's key is SQL over the changed row, resolved by SQLite only
+        // when the trigger fires: a typo would break every write to the
+        // table, the PHP app's included. Prepared here with the row aliased.
+        for (t, line) in self.topics.iter().zip(&self.topic_lines) {
+            let rows: Vec<&str> =
+                t.on.iter()
+                    .flat_map(|on| match on.as_str() {
+                        "insert" => vec!["NEW"],
+                        "delete" => vec!["OLD"],
+                        _ => vec!["NEW", "OLD"],
+                    })
+                    .collect();
+            for row in rows {
+                prepare(&format!(
+                    "SELECT CAST(({}) AS TEXT) FROM \"{}\" AS {row} LIMIT 0",
+                    t.key, t.table
+                ))
+                .map_err(|e| fail(*line, format!("topics.{}.key", t.name), e))?;
+            }
+        }
         for (ri, r) in self.routes.iter_mut().enumerate() {
             let mut writes = false;
             for (si, s) in r.sql.iter_mut().enumerate() {
                 s.readonly = prepare(&s.sql)
-                    .map_err(|e| fail(format!("route[{ri}] {:?}.sql[{si}]", r.path), e))?;
+                    .map_err(|e| fail(s.line, format!("route[{ri}] {:?}.sql[{si}]", r.path), e))?;
                 writes |= !s.readonly && !s.detached;
             }
             r.writes = writes;
         }
         for (i, (sql, _)) in self.maintenance.iter().enumerate() {
-            prepare(sql).map_err(|e| fail(format!("maintenance[{i}].sql"), e))?;
+            prepare(sql).map_err(|e| {
+                fail(
+                    self.maintenance_lines[i],
+                    format!("maintenance[{i}].sql"),
+                    e,
+                )
+            })?;
         }
         Ok(())
     }
 
-    /// The route for `path` whose `match` parameters agree with `raw`.
-    pub fn route(&self, path: &str, raw: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    /// The route for `path` whose `match` parameters agree with `raw`
+    /// (given the name and its declared source).
+    pub fn route(&self, path: &str, raw: impl Fn(&str, Source) -> Option<String>) -> Option<usize> {
+        let source = |name: &str| {
+            self.params
+                .iter()
+                .find(|p| p.name == name)
+                .map_or(Source::Request, |p| p.from)
+        };
         self.routes.iter().position(|r| {
             r.path == path
                 && r.matches
                     .iter()
-                    .all(|(k, v)| raw(k).as_deref() == Some(v.as_str()))
+                    .all(|(k, v)| raw(k, source(k)).as_deref() == Some(v.as_str()))
         })
     }
 

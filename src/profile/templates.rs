@@ -82,14 +82,39 @@ fn echo(v: &J) -> String {
     }
 }
 
-/// PHP 8 prints floats with `serialize_precision = -1`: the shortest text that
-/// reads back the same, `1.0E+25` style for large exponents.
+/// PHP 8's `echo` of a float: 14 significant digits (`precision`), the
+/// shortest form of that, exponent form `1.0E+25` outside 1e-4..1e15.
 fn php_float(f: f64) -> String {
-    if f.is_finite() && f == f.trunc() && f.abs() < 1e15 {
-        format!("{}", f as i64)
-    } else {
-        format!("{f}")
+    if !f.is_finite() {
+        return if f.is_nan() {
+            "NAN".into()
+        } else if f > 0.0 {
+            "INF".into()
+        } else {
+            "-INF".into()
+        };
     }
+    let r: f64 = format!("{f:.13e}").parse().unwrap_or(f);
+    if r == 0.0 {
+        return if r.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    let a = r.abs();
+    if (1e-4..1e15).contains(&a) {
+        return format!("{r}");
+    }
+    let e = format!("{r:e}");
+    let (m, x) = e.split_once('e').unwrap_or((&e, "0"));
+    let m = if m.contains('.') {
+        m.to_owned()
+    } else {
+        format!("{m}.0")
+    };
+    let x: i32 = x.parse().unwrap_or(0);
+    format!("{m}E{}{}", if x < 0 { '-' } else { '+' }, x.abs())
 }
 
 /// PHP `(int)` of a value.
@@ -152,8 +177,13 @@ fn json(out: &mut String, v: &J, depth: usize) -> Result<(), Error> {
         ValueKind::Number => match v.as_i64() {
             Some(i) if v.to_string().parse::<i64>().is_ok() => out.push_str(&i.to_string()),
             _ => {
+                // serialize_precision = -1: the shortest text that reads back.
                 let f = f64::try_from(v.clone()).unwrap_or(0.0);
-                let s = php_float(f);
+                let s = if f.is_finite() {
+                    format!("{f}")
+                } else {
+                    "0".into()
+                };
                 out.push_str(&s);
                 if f == f.trunc() && !s.contains(['e', 'E', '.']) {
                     out.push_str(".0");
@@ -235,6 +265,22 @@ impl Scope {
     /// A result.
     pub fn result(&self, name: &str) -> Option<&Arc<Rows>> {
         self.results.iter().find(|(n, _)| n == name).map(|(_, r)| r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_echo_as_php() {
+        // php -r 'echo 0.1+0.2, " ", 1e25, " ", 1.5, " ", 100.0, " ", 0.00001;'
+        assert_eq!(php_float(0.1 + 0.2), "0.3");
+        assert_eq!(php_float(1e25), "1.0E+25");
+        assert_eq!(php_float(1.5), "1.5");
+        assert_eq!(php_float(100.0), "100");
+        assert_eq!(php_float(0.00001), "1.0E-5");
+        assert_eq!(php_float(-2.5e-7), "-2.5E-7");
     }
 }
 
