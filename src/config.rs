@@ -106,6 +106,18 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub busy_timeout: f64,
 
+    /// Delete messages older than this many days (fractions allowed), in
+    /// batches between sends; 0 (the default) keeps everything, as the PHP app
+    /// did. Needs the profile's `[retention] by_age`.
+    #[arg(long, default_value_t = 0.0)]
+    pub retain_days: f64,
+
+    /// Keep only the newest N messages of each room, deleting older ones in
+    /// batches between sends; 0 (the default) keeps everything. Needs the
+    /// profile's `[retention] by_count`.
+    #[arg(long, default_value_t = 0)]
+    pub retain_per_room: u64,
+
     /// What an acknowledged send survives: full (power loss) or normal (a crash of cometa).
     #[arg(long, value_enum, default_value = "full")]
     pub durability: Durability,

@@ -118,6 +118,7 @@ fn main() -> ExitCode {
             extra_sql: profile.extra_sql.clone(),
             topics: profile.topics.clone(),
             maintenance: profile.maintenance.clone(),
+            retention: retention(&profile, &cli.serve),
             on_commit: Box::new(move || poke.poke()),
         };
         let store = match Store::open(&db, cli.serve.durability, setup) {
@@ -160,6 +161,36 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// The retention rules the flags ask for, from the profile's statements.
+fn retention(p: &Profile, flags: &cometa::config::ServeArgs) -> Vec<store::Retention> {
+    let mut rules = Vec::new();
+    if flags.retain_days > 0.0 {
+        match &p.retention_by_age {
+            Some((sql, _)) => rules.push(store::Retention {
+                sql: sql.clone(),
+                max_age: Some(Duration::from_secs_f64(flags.retain_days * 86_400.0)),
+                keep: None,
+            }),
+            None => {
+                tracing::warn!(profile = %p.name, "--retain-days is ignored: the profile has no [retention] by_age")
+            }
+        }
+    }
+    if flags.retain_per_room > 0 {
+        match &p.retention_by_count {
+            Some((sql, _)) => rules.push(store::Retention {
+                sql: sql.clone(),
+                max_age: None,
+                keep: Some(flags.retain_per_room),
+            }),
+            None => {
+                tracing::warn!(profile = %p.name, "--retain-per-room is ignored: the profile has no [retention] by_count")
+            }
+        }
+    }
+    rules
 }
 
 /// What the database needs for `p`.

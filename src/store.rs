@@ -473,6 +473,23 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// One retention rule: a `DELETE` of at most `:batch` rows, run by the writer
+/// between batches of sends, again at once while it finds a full batch.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// The statement.
+    pub sql: String,
+    /// Rows older than this go (`:cutoff`, `:cutoff_ms`).
+    pub max_age: Option<Duration>,
+    /// Rows beyond the newest this many of a room go (`:keep`).
+    pub keep: Option<u64>,
+}
+
+/// Rows one retention statement deletes at most, so sends never wait long.
+pub const RETENTION_BATCH: i64 = 500;
+/// How often retention looks when the last look found little.
+const RETENTION_EVERY: Duration = Duration::from_secs(5);
+
 /// What [`Store::verify`] found at the database's path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
@@ -494,6 +511,8 @@ pub struct WriterSetup {
     pub topics: Vec<Topic>,
     /// Statements run now and then, each with its period (`:now`, `:now_ms` bound).
     pub maintenance: Vec<(String, Duration)>,
+    /// Retention statements (off unless the operator asks).
+    pub retention: Vec<Retention>,
     /// Called after every commit (the watcher looks at the change log).
     pub on_commit: Box<dyn Fn() + Send>,
 }
@@ -507,6 +526,7 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let conn = open_writer(path, durability)?;
         let (tx, rx) = mpsc::channel(QUEUE);
+        let tx_for_tick = tx.downgrade();
         let inner = Arc::new(Inner {
             path: path.to_owned(),
             identity: Mutex::new(file_id(path)),
@@ -521,9 +541,10 @@ impl Store {
             next_flight: AtomicU64::new(0),
         });
         let state = inner.clone();
+        let tick = tx_for_tick;
         let writer = std::thread::Builder::new()
             .name("cometa-writer".into())
-            .spawn(move || writer_loop(conn, rx, setup, durability, &state))
+            .spawn(move || writer_loop(conn, rx, &tick, setup, durability, &state))
             .map_err(|e| StoreError::Io(path.to_owned(), e))?;
         *inner.writer.lock().expect("writer lock") = Some(writer);
         Ok(Store { inner })
@@ -847,6 +868,7 @@ pub fn now_ms() -> i64 {
 fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Job>,
+    tick: &mpsc::WeakSender<Job>,
     setup: WriterSetup,
     durability: Durability,
     inner: &Inner,
@@ -855,6 +877,9 @@ fn writer_loop(
     let started = Instant::now();
     let mut last_run: Vec<Duration> = vec![Duration::ZERO; setup.maintenance.len()];
     let mut last_prune = Duration::ZERO;
+    let n = setup.retention.len();
+    let (mut retained_at, mut retain_more, mut retained) =
+        (vec![Duration::ZERO; n], vec![false; n], vec![0u64; n]);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -942,6 +967,35 @@ fn writer_loop(
                 }
             }
         }
+        for (i, r) in setup.retention.iter().enumerate() {
+            if retain_more[i] || now - retained_at[i] >= RETENTION_EVERY || retained_at[i].is_zero()
+            {
+                retained_at[i] = now.max(Duration::from_nanos(1));
+                match retain(&conn, r) {
+                    Ok(n) => {
+                        retain_more[i] = n >= RETENTION_BATCH as usize;
+                        retained[i] += n as u64;
+                        if n > 0 && !retain_more[i] {
+                            tracing::info!(rows = retained[i], sql = %r.sql, "retention deleted old rows");
+                            retained[i] = 0;
+                        }
+                    }
+                    Err(e) => {
+                        retain_more[i] = false;
+                        tracing::warn!(error = %e, sql = %r.sql, "retention failed");
+                    }
+                }
+            }
+        }
+        if retain_more.iter().any(|m| *m) {
+            // More to delete: come back after the sends queued meanwhile.
+            if let Some(jobs) = tick.upgrade() {
+                let _ = jobs.try_send(Job {
+                    work: Work::Tick,
+                    reply: None,
+                });
+            }
+        }
         if now - last_prune >= PRUNE_EVERY {
             last_prune = now;
             count(1);
@@ -973,6 +1027,31 @@ fn reopen(
         },
     )?;
     Ok((conn, file_id(path)))
+}
+
+/// One batch of a retention rule; the rows it deleted.
+fn retain(conn: &Connection, r: &Retention) -> Result<usize, StoreError> {
+    count(1);
+    let mut st = conn.prepare_cached(&r.sql)?;
+    let now = now_ms();
+    let age_ms = r
+        .max_age
+        .map_or(0, |a| i64::try_from(a.as_millis()).unwrap_or(i64::MAX));
+    for p in 1..=st.parameter_count() {
+        let v = match st.parameter_name(p).map(|n| &n[1..]) {
+            Some("cutoff_ms") => now.saturating_sub(age_ms),
+            Some("cutoff") => now.saturating_sub(age_ms).div_euclid(1000),
+            Some("keep") => r
+                .keep
+                .map_or(i64::MAX, |k| i64::try_from(k).unwrap_or(i64::MAX)),
+            Some("batch") => RETENTION_BATCH,
+            Some("now_ms") => now,
+            Some("now") => now.div_euclid(1000),
+            _ => continue,
+        };
+        st.raw_bind_parameter(p, v)?;
+    }
+    Ok(st.raw_execute()?)
 }
 
 fn maintain(conn: &Connection, sql: &str) -> Result<(), StoreError> {
@@ -1115,6 +1194,7 @@ mod tests {
                 extra_sql: Vec::new(),
                 topics,
                 maintenance: Vec::new(),
+                retention: Vec::new(),
                 on_commit: Box::new(|| {}),
             },
         )

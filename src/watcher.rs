@@ -125,6 +125,7 @@ impl ForeignWrites {
                 // The index of the next follow-up look after a burst of events.
                 let mut follow_up: Option<usize> = None;
                 let mut guard: Option<Store> = None;
+                let mut last_tick = std::time::Instant::now();
                 let db = db_path;
                 loop {
                     let wait = follow_up.map_or(fallback, |i| FOLLOW_UPS[i]);
@@ -156,11 +157,11 @@ impl ForeignWrites {
                     } else if timed_out {
                         follow_up = follow_up.map(|i| i + 1).filter(|&i| i < FOLLOW_UPS.len());
                     }
-                    if timed_out
-                        && follow_up.is_none()
+                    if last_tick.elapsed() >= fallback
                         && let Some(store) = &guard
                     {
-                        // Idle: a quiet moment for maintenance.
+                        // Maintenance and retention run even when every write is PHP's.
+                        last_tick = std::time::Instant::now();
                         store.tick();
                     }
                     if let Some(store) = &guard {

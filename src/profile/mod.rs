@@ -322,6 +322,12 @@ pub struct Profile {
     pub maintenance: Vec<(String, std::time::Duration)>,
     /// Lines of the maintenance statements.
     maintenance_lines: Vec<usize>,
+    /// `[retention] by_age`: deletes up to `:batch` rows older than `:cutoff`
+    /// (unix seconds) / `:cutoff_ms`; with its line.
+    pub retention_by_age: Option<(String, usize)>,
+    /// `[retention] by_count`: deletes up to `:batch` rows beyond the newest
+    /// `:keep` of each room; with its line.
+    pub retention_by_count: Option<(String, usize)>,
     /// Lines of the topics.
     topic_lines: Vec<usize>,
     /// Templates (bodies and conditions) with PHP's filters.
@@ -881,6 +887,32 @@ impl Profile {
             }
         }
 
+        let retention = |spec: &Option<Spanned<String>>,
+                         key: &str|
+         -> Result<Option<(String, usize)>, ProfileError> {
+            let Some(sql) = spec else { return Ok(None) };
+            for b in sql_binds(sql.get_ref()) {
+                if !matches!(
+                    b.as_str(),
+                    "cutoff" | "cutoff_ms" | "keep" | "batch" | "now" | "now_ms"
+                ) {
+                    return Err(cx.err(
+                        Some(sql.span().start),
+                        format!("retention.{key}"),
+                        format!(":{b}: retention binds only :cutoff, :cutoff_ms, :keep, :batch, :now, :now_ms"),
+                    ));
+                }
+            }
+            if !sql.get_ref().contains(":batch") {
+                return Err(cx.err(Some(sql.span().start), format!("retention.{key}"), "delete at most :batch rows per statement (LIMIT :batch), so sends never wait behind it"));
+            }
+            Ok(Some((
+                sql.get_ref().clone(),
+                line_of(source, sql.span().start),
+            )))
+        };
+        let retention_by_age = retention(&spec.retention.by_age, "by_age")?;
+        let retention_by_count = retention(&spec.retention.by_count, "by_count")?;
         let mut maintenance = Vec::new();
         let maintenance_lines = spec
             .maintenance
@@ -931,6 +963,8 @@ impl Profile {
             routes,
             maintenance,
             maintenance_lines,
+            retention_by_age,
+            retention_by_count,
             topic_lines,
             env,
         })

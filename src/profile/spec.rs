@@ -24,6 +24,16 @@ pub(crate) struct FileSpec {
     pub(crate) routes: Vec<Spanned<RouteSpec>>,
     #[serde(default, rename = "maintenance")]
     pub(crate) maintenance: Vec<Spanned<MaintenanceSpec>>,
+    #[serde(default)]
+    pub(crate) retention: RetentionSpec,
+}
+
+/// `[retention]`: how old rows are deleted when the operator asks for it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionSpec {
+    pub(crate) by_age: Option<Spanned<String>>,
+    pub(crate) by_count: Option<Spanned<String>>,
 }
 
 /// `[profile]`: the app as a whole.
