@@ -7,7 +7,7 @@
 //! once ([`Store::read_shared`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -67,8 +67,62 @@ pub struct Input<'a> {
     pub cookies: &'a php::Request,
 }
 
-/// A profile, served.
+/// The profile being served; replaced whole on reload (SIGHUP), while each
+/// request keeps the one it started with.
 pub struct Engine {
+    current: RwLock<Arc<Served>>,
+}
+
+impl Engine {
+    /// Serves `profile` over `store`; held requests wait on `changes`, end
+    /// after `hold`, or at once when `shutdown` is cancelled.
+    pub fn new(
+        profile: Arc<Profile>,
+        store: Store,
+        changes: Arc<Changes>,
+        hold: Duration,
+        shutdown: CancellationToken,
+    ) -> Engine {
+        Engine {
+            current: RwLock::new(Arc::new(Served::new(
+                profile,
+                store,
+                changes,
+                hold,
+                shutdown,
+                Arc::default(),
+            ))),
+        }
+    }
+
+    /// The profile served now, with everything a request needs.
+    pub fn current(&self) -> Arc<Served> {
+        self.current.read().expect("engine lock").clone()
+    }
+
+    /// Serves `profile` from now on (already checked and migrated); requests
+    /// under way, held ones included, finish with the profile they began with.
+    pub fn reload(&self, profile: Arc<Profile>) {
+        let old = self.current();
+        let next = Served::new(
+            profile,
+            old.store.clone(),
+            old.changes.clone(),
+            old.hold,
+            old.shutdown.clone(),
+            old.throttled.clone(),
+        );
+        *self.current.write().expect("engine lock") = Arc::new(next);
+    }
+
+    /// The wake-up signal.
+    pub fn changes(&self) -> Arc<Changes> {
+        self.current().changes.clone()
+    }
+}
+
+/// A profile, served.
+pub struct Served {
     profile: Arc<Profile>,
     store: Store,
     changes: Arc<Changes>,
@@ -77,7 +131,7 @@ pub struct Engine {
     /// Per route, the parameters its reads and answers depend on (the rest,
     /// like the `user` of a presence mark, do not change the answer).
     question: Vec<Vec<usize>>,
-    throttled: Mutex<Throttle>,
+    throttled: Arc<Mutex<Throttle>>,
 }
 
 /// When detached statements with a `throttle` last ran, by statement and values.
@@ -106,29 +160,28 @@ impl Throttle {
     }
 }
 
-impl Engine {
-    /// Serves `profile` over `store`; held requests wait on `changes`, end
-    /// after `hold`, or at once when `shutdown` is cancelled.
-    pub fn new(
+impl Served {
+    fn new(
         profile: Arc<Profile>,
         store: Store,
         changes: Arc<Changes>,
         hold: Duration,
         shutdown: CancellationToken,
-    ) -> Engine {
+        throttled: Arc<Mutex<Throttle>>,
+    ) -> Served {
         let question = profile
             .routes
             .iter()
             .map(|r| question_params(&profile, r))
             .collect();
-        Engine {
+        Served {
             profile,
             store,
             changes,
             hold,
             shutdown,
             question,
-            throttled: Mutex::default(),
+            throttled,
         }
     }
 

@@ -64,9 +64,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     if !path.starts_with('/') {
         return Err(ApiError::NotFound);
     }
-    if app.engine.profile().serves(path) {
+    let engine = app.engine.current();
+    if engine.profile().serves(path) {
         let path = path.to_owned();
-        let engine = &app.engine;
         if let Err(reply) = engine.allows(&path, req.method()) {
             return Ok(response(&reply));
         }
@@ -119,9 +119,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             "application/json",
             format!(
                 r#"{{"waiters":{},"connections":{},"rooms":{},"queries":{}}}"#,
-                app.engine.changes().waiters(),
+                engine.changes().waiters(),
                 app.open_connections(),
-                app.engine.changes().keys(),
+                engine.changes().keys(),
                 crate::store::statements(),
             ),
         )),
