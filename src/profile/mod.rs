@@ -427,6 +427,16 @@ impl Profile {
         Profile::parse(name_or_path, &source, Files::Disk(dir), tz)
     }
 
+    /// Loads a profile from its text alone (no files beside it): for tests
+    /// and fuzzing.
+    pub fn parse_text(
+        file: &str,
+        source: &str,
+        tz: &jiff::tz::TimeZone,
+    ) -> Result<Profile, ProfileError> {
+        Profile::parse(file, source, Files::Builtin(&[]), tz)
+    }
+
     fn parse(
         file: &str,
         source: &str,
