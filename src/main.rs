@@ -112,14 +112,13 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let poke = foreign.poke();
         let setup = WriterSetup {
             app_schema: profile.schema.clone(),
             extra_sql: profile.extra_sql.clone(),
             topics: profile.topics.clone(),
             maintenance: profile.maintenance.clone(),
             retention: retention(&profile, &cli.serve),
-            on_commit: Box::new(move || poke.poke()),
+            changes: changes.clone(),
         };
         let store = match Store::open(&db, cli.serve.durability, setup) {
             Ok(s) => s,

@@ -299,7 +299,12 @@ fn presence_and_typing_agree_whichever_side_wrote_them() {
     // Presence marked by either long-poll (history: answered at once).
     let r = get(s.site, &listen_path(0, room, Some("dave")));
     from(&s, &r, Upstream::Cometa);
-    assert_eq!(users_both(&s, room), 4, "dave, marked by cometa's poll");
+    // cometa writes a poll's mark in the background (it never delays the poll).
+    common::wait_for(
+        Duration::from_secs(5),
+        "dave, marked by cometa's poll",
+        || (users_both(&s, room) == 4).then_some(()),
+    );
     let r = get(s.inverse, &listen_path(0, room, Some("fred")));
     from(&s, &r, Upstream::PhpFpm);
     assert_eq!(users_both(&s, room), 5, "fred, marked by PHP's poll");
