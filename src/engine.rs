@@ -327,8 +327,14 @@ impl Served {
                 }
             }
             if let Some(every) = s.throttle {
+                // Keyed by what the statement writes, not by when: the clock's
+                // binds would make every run new.
                 let mut key = format!("{ri}/{i}");
-                for b in &s.binds {
+                for b in s
+                    .binds
+                    .iter()
+                    .filter(|b| !matches!(b.as_str(), "now" | "now_ms"))
+                {
                     key.push('\0');
                     match bind(scope, None, b) {
                         Bound::Null => {}
