@@ -409,7 +409,15 @@ async fn waiter_phases(a: &Args, out: &mut Out) {
         pairs
     } else {
         // A room with history, so the first poll (lastId=0) is not empty.
-        let (s, _, _) = send_one(a.kind, a.addr, &a.room, "seq0", CLIENT_TIMEOUT).await;
+        let mut s = None;
+        for _ in 0..5 {
+            s = send_one(a.kind, a.addr, &a.room, "seq0", CLIENT_TIMEOUT).await.0;
+            if s.is_some_and(|s| a.kind.send_ok(s)) {
+                break;
+            }
+            out.note(0, &format!("seed send failed ({s:?}), trying again"));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
         assert!(
             s.is_some_and(|s| a.kind.send_ok(s)),
             "seed send failed: {s:?}"

@@ -101,6 +101,14 @@ stop() {
 omegle_static=legacy_php/omegle/public
 [[ -d $omegle_static ]] || omegle_static=legacy_php/public
 
+# failed NAME ROUND: the load tool failed in a round; its figures up to the failure
+# count, and the server's log is kept beside the results.
+failed() {
+  echo "== $1@$2: the load tool failed; server log in target/bench/$1@$2.err" >&2
+  cp "$tmp/$1.err" "target/bench/$1@$2.err" 2>/dev/null || true
+  printf '%s\tnote\t0\tthe load tool failed in this round\n' "$1@$2" >> "$results"
+}
+
 results=$root/target/bench/profiles.tsv
 : > "$results"
 shape=(--n "$N" --rounds "$FAN_ROUNDS" --hold "$HOLD" --idle-secs "$IDLE_SECS"
@@ -115,12 +123,13 @@ for r in $(seq "$ROUNDS"); do
   for b in "${order[@]}"; do
     if [[ $b == base ]]; then bin=$base_bin; else bin=$new_bin; fi
     start "$bin" "$b"
-    "$load" --target cometa --label "$b@$r" --addr "$addr" --pid "$pid" "${shape[@]}"
+    "$load" --target cometa --label "$b@$r" --addr "$addr" --pid "$pid" "${shape[@]}" ||
+      failed "$b" "$r"
     stop "$pid"
   done
   start "$new_bin" omegle --profile omegle --static-dir "$omegle_static"
   "$load" --target omegle --label "omegle@$r" --addr "$addr" --pid "$pid" --db "$db" \
-    --fire-conns "$SENDERS" "${shape[@]}"
+    --fire-conns "$SENDERS" "${shape[@]}" || failed omegle "$r"
   stop "$pid"
 done
 
