@@ -411,7 +411,9 @@ async fn waiter_phases(a: &Args, out: &mut Out) {
         // A room with history, so the first poll (lastId=0) is not empty.
         let mut s = None;
         for _ in 0..5 {
-            s = send_one(a.kind, a.addr, &a.room, "seq0", CLIENT_TIMEOUT).await.0;
+            s = send_one(a.kind, a.addr, &a.room, "seq0", CLIENT_TIMEOUT)
+                .await
+                .0;
             if s.is_some_and(|s| a.kind.send_ok(s)) {
                 break;
             }
@@ -811,7 +813,8 @@ async fn omegle_fanout_rounds(a: &Args, pool: &mut Pool, n: usize, seq: &mut u64
     let (mut from_start, mut from_ack, mut from_round) = (Vec::new(), Vec::new(), Vec::new());
     let (mut send_ms, mut fire_ms, mut delivered) = (Vec::new(), Vec::new(), Vec::new());
     let mut failed_sends = 0;
-    let jobs: Arc<Vec<(i64, i64)>> = Arc::new(pool.pairs[..n].iter().map(|&(u, p)| (p, u)).collect());
+    let jobs: Arc<Vec<(i64, i64)>> =
+        Arc::new(pool.pairs[..n].iter().map(|&(u, p)| (p, u)).collect());
     for _ in 0..a.rounds {
         settle(a, pool, n, Duration::from_secs(10)).await;
         while pool.rx.try_recv().is_ok() {}
@@ -830,9 +833,12 @@ async fn omegle_fanout_rounds(a: &Args, pool: &mut Pool, n: usize, seq: &mut u64
                 let mut done = Vec::new();
                 for i in (j..jobs.len()).step_by(n_conns) {
                     let (from, to) = jobs[i];
-                    let (path, body) = Kind::Omegle.send(&from.to_string(), &to.to_string(), &format!("seq{k}"));
+                    let (path, body) =
+                        Kind::Omegle.send(&from.to_string(), &to.to_string(), &format!("seq{k}"));
                     let t0 = Instant::now();
-                    let r = tokio::time::timeout(CLIENT_TIMEOUT, c.request("POST", &path, "", &body)).await;
+                    let r =
+                        tokio::time::timeout(CLIENT_TIMEOUT, c.request("POST", &path, "", &body))
+                            .await;
                     let t1 = Instant::now();
                     let ok = matches!(&r, Ok(Ok(r)) if r.status == 200);
                     done.push((i, t0, t1, ok));
@@ -886,16 +892,31 @@ async fn omegle_fanout_rounds(a: &Args, pool: &mut Pool, n: usize, seq: &mut u64
         delivered.push(count as f64 / n as f64 * 100.0);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for v in [&mut from_start, &mut from_ack, &mut from_round, &mut send_ms, &mut fire_ms, &mut delivered] {
+    for v in [
+        &mut from_start,
+        &mut from_ack,
+        &mut from_round,
+        &mut send_ms,
+        &mut fire_ms,
+        &mut delivered,
+    ] {
         v.sort_by(f64::total_cmp);
     }
     out.rec("fanout_rounds", n, a.rounds as f64);
     out.rec("fanout_failed_sends", n, failed_sends as f64);
-    out.rec("fanout_delivered_pct_min", n, delivered.first().copied().unwrap_or(f64::NAN));
+    out.rec(
+        "fanout_delivered_pct_min",
+        n,
+        delivered.first().copied().unwrap_or(f64::NAN),
+    );
     out.rec("fanout_send_answer_p50_ms", n, pct_ms(&send_ms, 0.5));
     out.rec("fanout_send_answer_p99_ms", n, pct_ms(&send_ms, 0.99));
     out.rec("fanout_fire_all_answered_ms", n, pct_ms(&fire_ms, 0.5));
-    for (name, v) in [("ack", &from_ack), ("start", &from_start), ("round", &from_round)] {
+    for (name, v) in [
+        ("ack", &from_ack),
+        ("start", &from_start),
+        ("round", &from_round),
+    ] {
         out.rec(&format!("fanout_{name}_p50_ms"), n, pct_ms(v, 0.5));
         out.rec(&format!("fanout_{name}_p99_ms"), n, pct_ms(v, 0.99));
         out.rec(&format!("fanout_{name}_max_ms"), n, pct_ms(v, 1.0));

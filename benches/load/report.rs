@@ -277,7 +277,11 @@ pub(crate) fn print_profiles(path: &str) {
     let rounds_of = |label: &str| {
         r.values
             .keys()
-            .filter_map(|(l, _, _)| l.split_once('@').filter(|(l, _)| *l == label).map(|(_, k)| k.to_owned()))
+            .filter_map(|(l, _, _)| {
+                l.split_once('@')
+                    .filter(|(l, _)| *l == label)
+                    .map(|(_, k)| k.to_owned())
+            })
             .collect::<BTreeSet<_>>()
             .len()
     };
@@ -291,23 +295,86 @@ pub(crate) fn print_profiles(path: &str) {
         .or(n_of("new", "sends_per_s"))
         .unwrap_or(0);
     let rows: Vec<(String, &str, usize, usize)> = vec![
-        (format!("fan-out to {fan}: p50 from the send's start, ms"), "fanout_start_p50_ms", fan, 1),
-        (format!("fan-out to {fan}: p99 from the send's start, ms"), "fanout_start_p99_ms", fan, 1),
-        (format!("fan-out to {fan}: p50 from the send's answer, ms"), "fanout_ack_p50_ms", fan, 1),
-        (format!("fan-out to {fan}: p99 from the send's answer, ms"), "fanout_ack_p99_ms", fan, 1),
-        (format!("fan-out to {fan}: the send's answer, ms"), "fanout_send_answer_p50_ms", fan, 1),
-        (format!("sends/s, {senders} senders"), "sends_per_s", senders, 0),
-        (format!("send answer p50, {senders} senders, ms"), "send_answer_p50_ms", senders, 2),
-        (format!("send answer p99, {senders} senders, ms"), "send_answer_p99_ms", senders, 2),
-        (format!("to a follower p99, {senders} senders, ms"), "follower_p99_ms", senders, 1),
-        (format!("RSS per idle waiter ({mem}), KiB"), "rss_per_waiter_kib", mem, 2),
-        (format!("server RSS with {mem} waiters, MiB"), "rss_mib", mem, 1),
-        (format!("idle SQL statements/s ({mem})"), "idle_sql_per_s", mem, 2),
+        (
+            format!("fan-out to {fan}: p50 from the send's start, ms"),
+            "fanout_start_p50_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("fan-out to {fan}: p99 from the send's start, ms"),
+            "fanout_start_p99_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("fan-out to {fan}: p50 from the send's answer, ms"),
+            "fanout_ack_p50_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("fan-out to {fan}: p99 from the send's answer, ms"),
+            "fanout_ack_p99_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("fan-out to {fan}: the send's answer, ms"),
+            "fanout_send_answer_p50_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("sends/s, {senders} senders"),
+            "sends_per_s",
+            senders,
+            0,
+        ),
+        (
+            format!("send answer p50, {senders} senders, ms"),
+            "send_answer_p50_ms",
+            senders,
+            2,
+        ),
+        (
+            format!("send answer p99, {senders} senders, ms"),
+            "send_answer_p99_ms",
+            senders,
+            2,
+        ),
+        (
+            format!("to a follower p99, {senders} senders, ms"),
+            "follower_p99_ms",
+            senders,
+            1,
+        ),
+        (
+            format!("RSS per idle waiter ({mem}), KiB"),
+            "rss_per_waiter_kib",
+            mem,
+            2,
+        ),
+        (
+            format!("server RSS with {mem} waiters, MiB"),
+            "rss_mib",
+            mem,
+            1,
+        ),
+        (
+            format!("idle SQL statements/s ({mem})"),
+            "idle_sql_per_s",
+            mem,
+            2,
+        ),
         (format!("idle CPU % ({mem})"), "idle_cpu_pct", mem, 2),
     ];
     let get = |label: &str, key: &str, n: usize| {
         if key == "rss_mib" {
-            rounds(&r, label, "rss_kib", n).iter().map(|v| v / 1024.0).collect()
+            rounds(&r, label, "rss_kib", n)
+                .iter()
+                .map(|v| v / 1024.0)
+                .collect()
         } else {
             rounds(&r, label, key, n)
         }
@@ -317,7 +384,9 @@ pub(crate) fn print_profiles(path: &str) {
         rounds_of("base"),
         rounds_of("new")
     );
-    println!("| figure | baseline: median (min–max) | profile engine: median (min–max) | new / base (medians) |");
+    println!(
+        "| figure | baseline: median (min–max) | profile engine: median (min–max) | new / base (medians) |"
+    );
     println!("| --- | --: | --: | --: |");
     for (name, key, n, d) in &rows {
         let (b, x) = (get("base", key, *n), get("new", key, *n));
@@ -335,26 +404,104 @@ pub(crate) fn print_profiles(path: &str) {
     let om = n_of("omegle", "rss_per_waiter_kib").unwrap_or(0);
     let os = n_of("omegle", "sends_per_s").unwrap_or(0);
     let orows: Vec<(String, &str, usize, usize)> = vec![
-        (format!("fan-out to {on}: p50 from each send's start, ms"), "fanout_start_p50_ms", on, 1),
-        (format!("fan-out to {on}: p99 from each send's start, ms"), "fanout_start_p99_ms", on, 1),
-        (format!("fan-out to {on}: p50 from each send's answer, ms"), "fanout_ack_p50_ms", on, 1),
-        (format!("fan-out to {on}: p99 from each send's answer, ms"), "fanout_ack_p99_ms", on, 1),
-        (format!("fan-out to {on}: p50 from the round's start, ms"), "fanout_round_p50_ms", on, 1),
-        (format!("fan-out to {on}: p99 from the round's start, ms"), "fanout_round_p99_ms", on, 1),
-        (format!("fan-out to {on}: all {on} sends answered, ms"), "fanout_fire_all_answered_ms", on, 1),
-        (format!("fan-out to {on}: send answer p50, ms"), "fanout_send_answer_p50_ms", on, 1),
-        (format!("fan-out to {on}: waiters reached, % (worst round)"), "fanout_delivered_pct_min", on, 1),
+        (
+            format!("fan-out to {on}: p50 from each send's start, ms"),
+            "fanout_start_p50_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p99 from each send's start, ms"),
+            "fanout_start_p99_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p50 from each send's answer, ms"),
+            "fanout_ack_p50_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p99 from each send's answer, ms"),
+            "fanout_ack_p99_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p50 from the round's start, ms"),
+            "fanout_round_p50_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p99 from the round's start, ms"),
+            "fanout_round_p99_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: all {on} sends answered, ms"),
+            "fanout_fire_all_answered_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: send answer p50, ms"),
+            "fanout_send_answer_p50_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: waiters reached, % (worst round)"),
+            "fanout_delivered_pct_min",
+            on,
+            1,
+        ),
         (format!("sends/s, {os} senders"), "sends_per_s", os, 0),
-        (format!("sends committed (counted in msgs), {os} senders"), "sends_committed", os, 0),
-        (format!("send answer p50, {os} senders, ms"), "send_answer_p50_ms", os, 2),
-        (format!("send answer p99, {os} senders, ms"), "send_answer_p99_ms", os, 2),
-        (format!("RSS per idle waiter ({om}), KiB"), "rss_per_waiter_kib", om, 2),
-        (format!("server RSS with {om} waiters, MiB"), "rss_mib", om, 1),
-        (format!("idle SQL statements/s ({om})"), "idle_sql_per_s", om, 2),
+        (
+            format!("sends committed (counted in msgs), {os} senders"),
+            "sends_committed",
+            os,
+            0,
+        ),
+        (
+            format!("send answer p50, {os} senders, ms"),
+            "send_answer_p50_ms",
+            os,
+            2,
+        ),
+        (
+            format!("send answer p99, {os} senders, ms"),
+            "send_answer_p99_ms",
+            os,
+            2,
+        ),
+        (
+            format!("RSS per idle waiter ({om}), KiB"),
+            "rss_per_waiter_kib",
+            om,
+            2,
+        ),
+        (
+            format!("server RSS with {om} waiters, MiB"),
+            "rss_mib",
+            om,
+            1,
+        ),
+        (
+            format!("idle SQL statements/s ({om})"),
+            "idle_sql_per_s",
+            om,
+            2,
+        ),
         (format!("idle CPU % ({om})"), "idle_cpu_pct", om, 2),
         (format!("start + pair {on} users, s"), "pairing_secs", on, 1),
     ];
-    println!("\n## omegle on the profile engine, {} rounds\n", rounds_of("omegle"));
+    println!(
+        "\n## omegle on the profile engine, {} rounds\n",
+        rounds_of("omegle")
+    );
     println!("| figure | omegle: median (min–max) |");
     println!("| --- | --: |");
     for (name, key, n, d) in &orows {
