@@ -412,10 +412,20 @@ impl Served {
                 }
                 last = Some(pass.reply);
             }
-            let wake =
-                futures_util::future::select_all(subs.iter_mut().map(|s| s.changed().boxed()));
+            // One key (the usual case) is awaited in place; several, boxed.
+            let wake = async {
+                match subs.as_mut_slice() {
+                    [one] => {
+                        one.changed().await;
+                    }
+                    many => {
+                        futures_util::future::select_all(many.iter_mut().map(|s| s.changed().boxed()))
+                            .await;
+                    }
+                }
+            };
             let ended = tokio::select! {
-                _ = wake => None,
+                () = wake => None,
                 () = tokio::time::sleep_until(deadline) => Some(Outcome::Empty),
                 () = self.shutdown.cancelled() => Some(Outcome::Shutdown),
             };
