@@ -458,6 +458,17 @@ fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreE
     Ok(conn)
 }
 
+/// Opens the existing database at `path` and takes its write lock for a
+/// moment (`BEGIN IMMEDIATE; ROLLBACK`), waiting at most `wait` for another
+/// process's lock: `Ok` when a write could be committed now.
+pub fn check_writable(path: &Path, wait: Duration) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(wait)?;
+    count(2);
+    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+    Ok(())
+}
+
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,
@@ -802,6 +813,12 @@ impl Store {
         out
     }
 
+    /// Whether the writer thread runs (for `/readyz`).
+    pub fn writer_alive(&self) -> bool {
+        let writer = self.inner.writer.lock().expect("writer lock");
+        writer.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
     /// Stops taking writes, lets the writer commit what is queued, and waits for it.
     pub fn close(&self) {
         self.inner.jobs.lock().expect("jobs lock").take();
@@ -982,6 +999,7 @@ fn writer_loop(
             batch.iter().map(|_| Err(StoreError::Replaced)).collect()
         } else {
             let results = commit(&mut conn, &mut batch);
+            crate::metrics::record_batch(batch.len(), results.iter().all(Result::is_ok), rx.len());
             // Wake the keys this commit changed now, without a thread hop; the
             // watcher finds the same rows later and, the sequences being
             // known, wakes nobody twice.

@@ -78,10 +78,9 @@ fn listen_path(last_id: i64, room: &str, user: Option<&str>) -> String {
     format!("/listenToRecive.php?{}", form(&q))
 }
 
-/// cometa's waiter count, through the site's `/_cometa/stats` (loopback only).
+/// cometa's waiter count, from its admin listener's `/_cometa/stats`.
 fn waiters(s: &Stack) -> u64 {
-    let r = get(s.site, "/_cometa/stats");
-    from(s, &r, Upstream::Cometa);
+    let r = get(s.cometa_admin, "/_cometa/stats");
     assert_eq!(r.status, 200, "stats: {r}");
     let t = r.text();
     let rest = t
@@ -577,9 +576,10 @@ fn the_site_serves_the_front_end_and_passes_the_poll_untouched() {
     c.assert_400("missing user");
     same_answer("a 400 to a POST", &c, &p);
 
-    // The monitoring counters, from loopback.
+    // The monitoring counters: on cometa's admin listener, never through the site.
     let r = get(s.site, "/_cometa/stats");
-    from(&s, &r, Upstream::Cometa);
+    assert_eq!(r.status, 404, "{r}");
+    let r = get(s.cometa_admin, "/_cometa/stats");
     assert!(r.text().starts_with(r#"{"waiters":0,"#), "{r}");
 }
 

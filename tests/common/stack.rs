@@ -208,6 +208,8 @@ pub(crate) struct Stack {
     pub(crate) cometa_sock: PathBuf,
     /// php-fpm's socket.
     pub(crate) fpm_sock: PathBuf,
+    /// cometa's admin listener (stats, metrics, health), of the running cometa.
+    pub(crate) cometa_admin: SocketAddr,
     hold: String,
     dir: PathBuf,
     nginx: Option<Child>,
@@ -234,6 +236,7 @@ impl Stack {
             db,
             cometa_sock: dir.join("cometa.sock"),
             fpm_sock: dir.join("php-fpm.sock"),
+            cometa_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             hold: hold.to_string(),
             dir,
             nginx: None,
@@ -327,6 +330,8 @@ impl Stack {
             .arg(&self.hold)
             .arg("--static-dir")
             .arg(web_root())
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0")
             .env_remove("CHAT_DB")
             .env("NO_COLOR", "1")
             .env(
@@ -342,23 +347,33 @@ impl Stack {
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
+            // The listening line, then the admin line.
+            for _ in 0..2 {
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send(line);
+                }
             }
             // Keep draining, so that cometa never blocks on a full pipe.
             for _ in lines {}
         });
         let expected = format!("cometa listening on unix:{}", self.cometa_sock.display());
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) if line == expected => {}
-            other => {
-                kill_group(child);
-                panic!(
-                    "cometa: expected {expected:?} on stdout, got {other:?}\n--- cometa log ---\n{}",
-                    tail(&log, 40)
-                );
-            }
-        }
+        let admin = match (
+            rx.recv_timeout(START_TIMEOUT),
+            rx.recv_timeout(START_TIMEOUT),
+        ) {
+            (Ok(line), Ok(admin)) if line == expected => admin
+                .strip_prefix("cometa admin on http://")
+                .and_then(|a| a.parse::<SocketAddr>().ok()),
+            _ => None,
+        };
+        let Some(admin) = admin else {
+            kill_group(child);
+            panic!(
+                "cometa: expected {expected:?} and its admin line on stdout\n--- cometa log ---\n{}",
+                tail(&log, 40)
+            );
+        };
+        self.cometa_admin = admin;
         self.cometa = Some(Cometa { child, log });
     }
 
