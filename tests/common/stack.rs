@@ -217,12 +217,26 @@ pub(crate) struct Stack {
     cometa: Option<Cometa>,
     cometa_starts: usize,
     cometa_exited_logs: Vec<PathBuf>,
+    /// The socket the test holds for cometa, as systemd's `cometa.socket`
+    /// does, when started with [`Stack::start_socket_activated`].
+    activation: Option<std::os::unix::net::UnixListener>,
     _tmp: tempfile::TempDir,
 }
 
 impl Stack {
     /// Starts php-fpm, cometa and nginx with `hold` seconds for both long-polls.
     pub(crate) fn start(hold: &str) -> Stack {
+        Stack::start_with(hold, false)
+    }
+
+    /// As [`Stack::start`], but cometa's socket belongs to the test, which
+    /// passes it to every cometa it starts (`LISTEN_FDS`), as systemd does
+    /// with `deploy/cometa.socket`: the socket outlives each cometa.
+    pub(crate) fn start_socket_activated(hold: &str) -> Stack {
+        Stack::start_with(hold, true)
+    }
+
+    fn start_with(hold: &str, activated: bool) -> Stack {
         let tmp = tempfile::Builder::new()
             .prefix("cometa-mixed-")
             .tempdir()
@@ -244,8 +258,15 @@ impl Stack {
             cometa: None,
             cometa_starts: 0,
             cometa_exited_logs: Vec::new(),
+            activation: None,
             _tmp: tmp,
         };
+        if activated {
+            stack.activation = Some(
+                std::os::unix::net::UnixListener::bind(&stack.cometa_sock)
+                    .expect("bind cometa's socket"),
+            );
+        }
         stack.start_fpm();
         stack.start_cometa();
         stack.start_nginx();
@@ -267,6 +288,7 @@ impl Stack {
                 ("SOCKET_GROUP", &group),
                 ("CHAT_DB", self.db.to_str().unwrap()),
                 ("CHAT_HOLD", &self.hold),
+                ("TIMEZONE", "UTC"),
             ],
         );
         let pool_path = self.dir.join("pool.conf");
@@ -342,6 +364,16 @@ impl Stack {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err))
             .process_group(0);
+        if let Some(socket) = &self.activation {
+            use command_fds::{CommandFdExt as _, FdMapping};
+            let fd: std::os::fd::OwnedFd = socket.try_clone().expect("dup the socket").into();
+            cmd.env("LISTEN_FDS", "1");
+            cmd.fd_mappings(vec![FdMapping {
+                parent_fd: fd,
+                child_fd: 3,
+            }])
+            .expect("map fd 3");
+        }
         let mut child = cmd.spawn().expect("spawn cometa");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
