@@ -161,7 +161,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub admin_listen: Option<String>,
 
-    /// Also answer GET /_cometa/stats on the public listener (as before 0.2).
+    /// Also answer GET /_cometa/stats on the public listener (off: it is on
+    /// the admin listener).
     #[arg(long)]
     pub public_stats: bool,
 
