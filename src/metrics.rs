@@ -179,3 +179,8 @@ pub fn record_wakeup(waiters: usize) {
     metrics::counter!(WAKEUPS).increment(1);
     metrics::histogram!(ANSWERS_PER_WAKEUP).record(waiters as f64);
 }
+
+/// A held request answered after a wake-up at `woken_at`.
+pub fn record_wake_latency(woken_at: std::time::Instant) {
+    metrics::histogram!(WAKE_LATENCY).record(woken_at.elapsed().as_secs_f64());
+}

@@ -481,9 +481,15 @@ fn check_validates_the_whole_configuration() {
     let db = dir.path().join("chat.sqlite");
     let db = db.to_str().unwrap();
     let stat = dir.path().to_str().unwrap();
+    // `check --db` also prepares the profile's statements against the database.
+    let (code, out) = cometa(&["migrate", "--db", db], &[]);
+    assert_eq!(code, Some(0), "{out}");
     let (code, out) = cometa(&["check", "--db", db, "--static-dir", stat], &[]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("configuration ok"), "{out}");
+    assert!(
+        out.contains("/listenToRecive.php") && out.ends_with("ok\n"),
+        "{out}"
+    );
 
     let (code, out) = cometa(
         &["check", "--db", db, "--static-dir", stat],
