@@ -15,6 +15,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY migrations migrations
+COPY profiles profiles
 COPY benches benches
 # No .git in the context: the commit is passed in (--build-arg COMMIT=$(git rev-parse --short=12 HEAD)).
 ARG COMMIT=unknown

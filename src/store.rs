@@ -437,10 +437,29 @@ fn writable(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates a missing database file as a group-writable one (mode 0666 less
+/// the umask: 0660 under the unit's `UMask=0007`). SQLite would create it
+/// 0644 less the umask, read-only for the PHP app's group; its `-wal` and
+/// `-shm` files take the database file's mode, so this one decides for all.
+fn create_shared(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Io(path.to_owned(), e)),
+    }
+}
+
 fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.to_owned(), e))?;
     }
+    create_shared(path)?;
     let conn = Connection::open(path)?;
     conn.busy_handler(Some(busy))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;

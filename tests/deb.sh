@@ -40,12 +40,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo deb --locked --output "$work/"
+cargo deb --locked --strip --output "$work/"
 deb=$(ls "$work"/cometa_*.deb)
 echo "tests/deb.sh: built $(basename "$deb")"
 dpkg-deb -c "$deb" | awk '{print $6}' | sort > "$work/contents"
-for f in ./usr/bin/cometa ./etc/default/cometa ./lib/systemd/system/cometa.service \
-         ./lib/systemd/system/cometa.socket ./usr/share/cometa/public/index.html \
+for f in ./usr/bin/cometa ./etc/default/cometa ./usr/lib/systemd/system/cometa.service \
+         ./usr/lib/systemd/system/cometa.socket ./usr/share/cometa/public/index.html \
          ./usr/share/doc/cometa/copyright; do
   grep -qx "$f" "$work/contents" || { echo "package lacks $f" >&2; cat "$work/contents" >&2; exit 1; }
 done

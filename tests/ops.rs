@@ -522,6 +522,42 @@ fn check_validates_the_whole_configuration() {
 }
 
 #[test]
+fn an_address_in_use_is_refused_before_the_database_is_touched() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new").join("chat.sqlite");
+    let (code, out) = cometa(&["--listen", &addr, "--db", db.to_str().unwrap()], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot listen"), "{out}");
+    assert!(
+        !db.exists(),
+        "the database was created before the bind failed"
+    );
+}
+
+#[test]
+fn a_new_database_is_group_writable_under_the_units_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data").join("chat.sqlite");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 0007 && exec {} migrate --db {}",
+            env!("CARGO_BIN_EXE_cometa"),
+            db.display()
+        ))
+        .env_remove("CHAT_DB")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // SQLite alone would make it 0640: read-only for php-fpm's group.
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "{mode:o}");
+}
+
+#[test]
 fn version_names_the_commit_and_build_date() {
     let (code, out) = cometa(&["--version"], &[]);
     assert_eq!(code, Some(0));
