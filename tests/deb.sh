@@ -70,7 +70,8 @@ fi
 # tests/socket_activation.rs and tests/ops.rs); a fresh database in the
 # packaged folder, ports on loopback.
 db=/var/lib/chat/deb-test-$$.sqlite
-runuser -u cometa -g www-data -- sh -c "
+# setpriv execs (runuser would stay as a parent): $pid is cometa itself.
+setpriv --reuid=cometa --regid=www-data --init-groups -- sh -c "
   umask 0007
   set -a; . /etc/default/cometa; set +a
   export CHAT_DB=$db COMETA_STATIC_DIR=/usr/share/cometa/public
@@ -98,7 +99,7 @@ curl -sf "$admin/metrics" | grep -q '^cometa_build_info{'
 [ "$(stat -c '%G %a' "$db")" = "www-data 660" ] || { echo "$db: $(stat -c '%G %a' "$db")" >&2; exit 1; }
 
 kill -TERM "$pid"
-wait "$pid"
+wait "$pid" || { echo "cometa's exit status after SIGTERM: $?" >&2; cat "$work/err" >&2; exit 1; }
 pid=
 rm -f "$db" "$db-wal" "$db-shm"
 
