@@ -448,7 +448,7 @@ fn check_db_path(db: &Path) -> Result<(), String> {
         Ok(m) if m.is_dir() => return Err(format!("--db {shown} is a folder, not a file")),
         Ok(m) if m.permissions().readonly() => {
             return Err(format!(
-                "--db {shown} is read-only: cometa and PHP must write it"
+                "--db {shown} is read-only: write permission is needed (cometa and PHP write it)"
             ));
         }
         _ => {}
@@ -491,8 +491,8 @@ fn check_db_path(db: &Path) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(format!(
-            "--db {shown}: cannot create files in {} ({e}); SQLite needs the folder \
-             writable for its -wal and -shm files (for cometa and PHP alike)",
+            "--db {shown}: write permission on the folder {} is needed (SQLite creates \
+             the -wal and -shm files there, for cometa and PHP alike): {e}",
             existing.display()
         )),
     }

@@ -618,6 +618,61 @@ fn sighup_reloads_the_log_filter_and_keeps_held_polls() {
 }
 
 #[test]
+fn sighup_reloads_the_profile_and_keeps_held_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let classic = include_str!("../profiles/classic.toml");
+    std::fs::write(
+        dir.path().join("classic.schema.sql"),
+        include_str!("../profiles/classic.schema.sql"),
+    )
+    .unwrap();
+    let profile = dir.path().join("chat.toml");
+    std::fs::write(&profile, classic).unwrap();
+    let mut s = Server::builder()
+        .dir(dir.path())
+        .hold("20")
+        .arg("--profile")
+        .arg(profile.to_str().unwrap())
+        .start();
+    let first = s.send("ana", "one", "main");
+    let poll = hold(&s, first);
+    s.wait_waiters(1, Duration::from_secs(5));
+    s.get("/getNumberOfUsers.php")
+        .assert(200, "text/html; charset=UTF-8", "1");
+
+    // The operator changes an answer of the profile and reloads.
+    let edited = classic.replacen(
+        "body = \"{{ online[0].n }}\"",
+        "body = \"n={{ online[0].n }}\"",
+        1,
+    );
+    assert_ne!(edited, classic);
+    std::fs::write(&profile, edited).unwrap();
+    s.signal("HUP");
+    let log_path = s.log.clone();
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    wait_for(Duration::from_secs(10), "the profile reload line", || {
+        log().contains("SIGHUP: profile reloaded").then_some(())
+    });
+    s.get("/getNumberOfUsers.php")
+        .assert(200, "text/html; charset=UTF-8", "n=1");
+    // A broken profile is refused; the last good one keeps serving.
+    std::fs::write(&profile, "[[route]]\npaht = 1\n").unwrap();
+    s.signal("HUP");
+    wait_for(Duration::from_secs(10), "the refusal line", || {
+        log().contains("SIGHUP: profile not reloaded").then_some(())
+    });
+    s.get("/getNumberOfUsers.php")
+        .assert(200, "text/html; charset=UTF-8", "n=1");
+    // The poll held across both reloads still gets its message.
+    assert_eq!(s.stats().0, 1, "the held poll is still held");
+    let second = s.send("bea", "two", "main");
+    let got = parse_messages(&poll.join().unwrap());
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), [second]);
+    s.stop();
+}
+
+#[test]
 fn systemd_hears_ready_after_the_bind_and_stopping_at_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
