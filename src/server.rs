@@ -17,10 +17,11 @@ use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::access;
@@ -194,7 +195,7 @@ impl AsyncWrite for Stream {
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let header_timeout = app.config.header_timeout;
     let trusted_proxy = listener.trusts_proxy_headers();
     loop {
@@ -223,20 +224,26 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
             addr: peer.clone(),
             trusted_proxy,
         });
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            let peer_info = peer_info.clone();
-            async move { access::logged(&peer_info, req, |req| routes::handle(app, req)).await }
-        });
+        // Told when a request arrives (a permit is kept if nobody waits yet).
+        let started = Arc::new(Notify::new());
+        let service = {
+            let started = started.clone();
+            service_fn(move |req| {
+                started.notify_one();
+                let app = app.clone();
+                let peer_info = peer_info.clone();
+                async move { access::logged(&peer_info, req, |req| routes::handle(app, req)).await }
+            })
+        };
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .serve_connection(io, service);
-        let conn = graceful.watch(conn);
         let span = tracing::debug_span!("conn", %peer);
-        tokio::spawn(
+        let shutdown = shutdown.clone();
+        connections.spawn(
             async move {
-                if let Err(e) = conn.await {
+                if let Err(e) = drain(conn, &started, &shutdown, header_timeout).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 drop(permit);
@@ -245,14 +252,51 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
         );
     }
     drop(listener);
+    connections.close();
     let grace = app.config.shutdown_timeout;
     tracing::info!("shutting down: no new connections; draining for up to {grace:?}");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("grace period over; closing the remaining connections");
     }
+}
+
+/// How long, at shutdown, a connection accepted just before may take to send
+/// its first request.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves `conn` until it ends; at shutdown, ends it gracefully: the request in
+/// flight finishes, then it closes. hyper closes an idle connection at once,
+/// and a connection accepted just before the shutdown (nginx's, or one queued
+/// in a systemd socket during a restart) counts as idle until its request has
+/// been read: such a connection first gets [`FIRST_REQUEST_GRACE`] (at most
+/// the header timeout) for its request, so that it is answered, not dropped.
+async fn drain<S>(
+    conn: http1::Connection<TokioIo<Stream>, S>,
+    started: &Notify,
+    shutdown: &CancellationToken,
+    header_timeout: Duration,
+) -> hyper::Result<()>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return res,
+        () = shutdown.cancelled() => {}
+    }
+    tokio::select! {
+        res = conn.as_mut() => return res,
+        () = started.notified() => {}
+        () = tokio::time::sleep(FIRST_REQUEST_GRACE.min(header_timeout)) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 /// One warning per interval, with a count, for events a client can cause at will.
