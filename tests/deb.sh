@@ -19,6 +19,9 @@ skip() {
   exit 0
 }
 
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  exec sudo -E env PATH="$PATH" bash "$0" "$@"
+fi
 [ "$(id -u)" = 0 ] || skip "not root: dpkg -i needs root"
 command -v dpkg >/dev/null || skip "no dpkg"
 command -v curl >/dev/null || skip "no curl"
