@@ -95,9 +95,12 @@ echo "send: $sent"
 poll=$(curl -sf "$public/listenToRecive.php?lastId=0")
 echo "poll: $poll"
 [[ "$poll" == *'"message":"hello from the package"'* ]]
-curl -sf "$public/" | grep -q '<script src="jquery-1.12.4.min.js">'
+# Whole answers first: `curl | grep -q` fails under pipefail when grep stops early.
+page=$(curl -sf "$public/")
+[[ "$page" == *'<script src="jquery-1.12.4.min.js">'* ]]
 [ "$(curl -sf "$admin/readyz")" = ready ]
-curl -sf "$admin/metrics" | grep -q '^cometa_build_info{'
+metrics=$(curl -sf "$admin/metrics")
+grep -q '^cometa_build_info{' <<<"$metrics"
 # The database php-fpm will share: group www-data, group-writable.
 [ "$(stat -c '%G %a' "$db")" = "www-data 660" ] || { echo "$db: $(stat -c '%G %a' "$db")" >&2; exit 1; }
 
