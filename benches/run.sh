@@ -74,7 +74,7 @@ stop() {
 # start_cometa DB [flags...]: sets $pid and $addr.
 start_cometa() {
   local db=$1; shift
-  RUST_LOG=error ./target/release/cometa --listen 127.0.0.1:0 --db "$db" \
+  RUST_LOG=error ./target/release/cometa --listen 127.0.0.1:0 --public-stats --db "$db" \
     --max-connections 19990 --hold "$HOLD" "$@" > "$tmp/cometa.out" 2> "$tmp/cometa.err" &
   pid=$!; pids+=("$pid")
   for _ in $(seq 100); do grep -q listening "$tmp/cometa.out" && break; sleep 0.05; done

@@ -114,7 +114,7 @@ impl Changes {
     pub fn notify(&self, key: &str, seq: i64) {
         let keys = self.keys.lock().expect("keys lock");
         if let Some(Key { tx, .. }) = keys.get(key) {
-            tx.send_if_modified(|known| {
+            let moved = tx.send_if_modified(|known| {
                 if seq > *known {
                     *known = seq;
                     true
@@ -122,6 +122,9 @@ impl Changes {
                     false
                 }
             });
+            if moved {
+                crate::metrics::record_wakeup(tx.receiver_count());
+            }
         }
     }
 

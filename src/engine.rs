@@ -395,12 +395,14 @@ impl Served {
         let mut quiet = question.as_deref().is_some_and(|q| subs[0].known_quiet(q));
         let mut last: Option<Arc<Reply>> = None;
         let mut woken = false;
+        let mut woken_at = std::time::Instant::now();
         loop {
             if !quiet {
                 // Boxed: while the request waits, its future keeps no room for a pass.
                 let pass = Box::pin(self.pass(ri, &scope, question.as_deref())).await?;
                 if !pass.hold {
                     let outcome = if woken {
+                        crate::metrics::record_wake_latency(woken_at);
                         Outcome::Answered
                     } else {
                         Outcome::Immediate
@@ -443,6 +445,7 @@ impl Served {
             }
             quiet = false;
             woken = true;
+            woken_at = std::time::Instant::now();
         }
     }
 

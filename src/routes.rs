@@ -110,21 +110,20 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         let Some(route) = engine.route(&path, &input) else {
             return Err(ApiError::NotFound);
         };
-        let (reply, _outcome) = engine.answer(route, &input).await;
+        crate::access::note_route(&engine.profile().routes[route].label());
+        let (reply, outcome) = engine.answer(route, &input).await;
+        crate::access::note_outcome(outcome);
         return Ok(response(&reply));
     }
     match (req.method(), path) {
-        (&Method::GET, "/_cometa/stats") => Ok(text(
-            StatusCode::OK,
-            "application/json",
-            format!(
-                r#"{{"waiters":{},"connections":{},"rooms":{},"queries":{}}}"#,
-                engine.changes().waiters(),
-                app.open_connections(),
-                engine.changes().keys(),
-                crate::store::statements(),
-            ),
-        )),
+        (&Method::GET, "/_cometa/stats") if app.config.public_stats => {
+            crate::access::note_route("stats");
+            Ok(text(
+                StatusCode::OK,
+                "application/json",
+                crate::admin::stats_json(app),
+            ))
+        }
         (&Method::GET | &Method::HEAD, _) => {
             static_files::serve(&app.config.static_dir, path, req.method() == Method::HEAD).await
         }

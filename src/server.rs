@@ -17,21 +17,25 @@ use hyper::StatusCode;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::access;
 use crate::error::json_error;
+use crate::logging::RateLimit;
 use crate::routes::{self, App};
 
-/// A bound socket: TCP or a unix socket (removed again on drop).
+/// A bound socket: TCP or a unix socket (removed again on drop when this
+/// process made it; an inherited one, see `listener`, has no path to remove).
 pub enum Listener {
     /// `host:port`
     Tcp(TcpListener),
     /// `unix:/path`
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener, Option<PathBuf>),
 }
 
 impl Listener {
@@ -42,7 +46,7 @@ impl Listener {
         if let Some(path) = addr.strip_prefix("unix:") {
             let path = PathBuf::from(path);
             remove_stale_socket(&path)?;
-            Ok(Listener::Unix(UnixListener::bind(&path)?, path))
+            Ok(Listener::Unix(UnixListener::bind(&path)?, Some(path)))
         } else {
             let mut last = None;
             for a in tokio::net::lookup_host(addr).await? {
@@ -67,11 +71,23 @@ impl Listener {
                 Ok(a) => format!("http://{a}"),
                 Err(_) => "tcp".into(),
             },
-            Listener::Unix(_, p) => format!("unix:{}", p.display()),
+            Listener::Unix(l, _) => match l.local_addr() {
+                Ok(a) => match a.as_pathname() {
+                    Some(p) => format!("unix:{}", p.display()),
+                    None => "unix:(unnamed)".into(),
+                },
+                Err(_) => "unix".into(),
+            },
         }
     }
 
-    async fn accept(&self) -> io::Result<(Stream, String)> {
+    /// Whether the peers are a local proxy (a unix socket): their
+    /// `X-Real-IP`/`X-Forwarded-For` are believed for the access log.
+    pub fn trusts_proxy_headers(&self) -> bool {
+        matches!(self, Listener::Unix(..))
+    }
+
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
@@ -127,14 +143,14 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
+        if let Listener::Unix(_, Some(path)) = self {
             let _ = std::fs::remove_file(path);
         }
     }
 }
 
 /// An accepted connection of either kind.
-enum Stream {
+pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
@@ -179,8 +195,9 @@ impl AsyncWrite for Stream {
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
     let header_timeout = app.config.header_timeout;
+    let trusted_proxy = listener.trusts_proxy_headers();
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -194,21 +211,39 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
         };
         let io = TokioIo::new(stream);
         let Ok(permit) = app.connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection cap reached; answering 503");
+            metrics::counter!(crate::metrics::REJECTIONS, "reason" => "connection_cap")
+                .increment(1);
+            if let Some(times) = CAP_REACHED.hit() {
+                tracing::warn!(%peer, times, "connection cap reached; answering 503");
+            }
             tokio::spawn(reject(io, header_timeout));
             continue;
         };
         let app = app.clone();
-        let service = service_fn(move |req| routes::handle(app.clone(), req));
+        let peer_info = Arc::new(access::Peer {
+            addr: peer.clone(),
+            trusted_proxy,
+        });
+        // Told when a request arrives (a permit is kept if nobody waits yet).
+        let started = Arc::new(Notify::new());
+        let service = {
+            let started = started.clone();
+            service_fn(move |req| {
+                started.notify_one();
+                let app = app.clone();
+                let peer_info = peer_info.clone();
+                async move { access::logged(&peer_info, req, |req| routes::handle(app, req)).await }
+            })
+        };
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .serve_connection(io, service);
-        let conn = graceful.watch(conn);
         let span = tracing::debug_span!("conn", %peer);
-        tokio::spawn(
+        let shutdown = shutdown.clone();
+        connections.spawn(
             async move {
-                if let Err(e) = conn.await {
+                if let Err(e) = drain(conn, &started, &shutdown, header_timeout).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 drop(permit);
@@ -217,15 +252,57 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
         );
     }
     drop(listener);
+    connections.close();
     let grace = app.config.shutdown_timeout;
     tracing::info!("shutting down: no new connections; draining for up to {grace:?}");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("grace period over; closing the remaining connections");
     }
 }
+
+/// How long, at shutdown, a connection accepted just before may take to send
+/// its first request.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves `conn` until it ends; at shutdown, ends it gracefully: the request in
+/// flight finishes, then it closes. hyper closes an idle connection at once,
+/// and a connection accepted just before the shutdown (nginx's, or one queued
+/// in a systemd socket during a restart) counts as idle until its request has
+/// been read: such a connection first gets [`FIRST_REQUEST_GRACE`] (at most
+/// the header timeout) for its request, so that it is answered, not dropped.
+async fn drain<S>(
+    conn: http1::Connection<TokioIo<Stream>, S>,
+    started: &Notify,
+    shutdown: &CancellationToken,
+    header_timeout: Duration,
+) -> hyper::Result<()>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return res,
+        () = shutdown.cancelled() => {}
+    }
+    tokio::select! {
+        res = conn.as_mut() => return res,
+        () = started.notified() => {}
+        () = tokio::time::sleep(FIRST_REQUEST_GRACE.min(header_timeout)) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
+}
+
+/// One warning per interval, with a count, for events a client can cause at will.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+static CAP_REACHED: RateLimit = RateLimit::new(WARN_EVERY);
+static ACCEPT_FAILED: RateLimit = RateLimit::new(WARN_EVERY);
 
 /// Answers one request with 503 and closes; used over the connection cap.
 async fn reject(io: TokioIo<Stream>, header_timeout: Duration) {
@@ -251,7 +328,9 @@ async fn accept_error(e: io::Error) {
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::ConnectionReset => {}
         _ => {
-            tracing::error!(error = %e, "accept failed; backing off");
+            if let Some(times) = ACCEPT_FAILED.hit() {
+                tracing::error!(error = %e, times, "accept failed; backing off");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

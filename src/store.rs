@@ -437,10 +437,29 @@ fn writable(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates a missing database file as a group-writable one (mode 0666 less
+/// the umask: 0660 under the unit's `UMask=0007`). SQLite would create it
+/// 0644 less the umask, read-only for the PHP app's group; its `-wal` and
+/// `-shm` files take the database file's mode, so this one decides for all.
+fn create_shared(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Io(path.to_owned(), e)),
+    }
+}
+
 fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.to_owned(), e))?;
     }
+    create_shared(path)?;
     let conn = Connection::open(path)?;
     conn.busy_handler(Some(busy))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -456,6 +475,17 @@ fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreE
         },
     )?;
     Ok(conn)
+}
+
+/// Opens the existing database at `path` and takes its write lock for a
+/// moment (`BEGIN IMMEDIATE; ROLLBACK`), waiting at most `wait` for another
+/// process's lock: `Ok` when a write could be committed now.
+pub fn check_writable(path: &Path, wait: Duration) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(wait)?;
+    count(2);
+    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+    Ok(())
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -802,6 +832,12 @@ impl Store {
         out
     }
 
+    /// Whether the writer thread runs (for `/readyz`).
+    pub fn writer_alive(&self) -> bool {
+        let writer = self.inner.writer.lock().expect("writer lock");
+        writer.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
     /// Stops taking writes, lets the writer commit what is queued, and waits for it.
     pub fn close(&self) {
         self.inner.jobs.lock().expect("jobs lock").take();
@@ -982,6 +1018,7 @@ fn writer_loop(
             batch.iter().map(|_| Err(StoreError::Replaced)).collect()
         } else {
             let results = commit(&mut conn, &mut batch);
+            crate::metrics::record_batch(batch.len(), results.iter().all(Result::is_ok), rx.len());
             // Wake the keys this commit changed now, without a thread hop; the
             // watcher finds the same rows later and, the sequences being
             // known, wakes nobody twice.

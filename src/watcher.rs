@@ -157,15 +157,21 @@ impl ForeignWrites {
                             changes.wake_all();
                         }
                     }
+                    metrics::counter!(crate::metrics::WATCHER_PROBES).increment(1);
                     match probe.changed() {
-                        Ok(keys) => match &guard {
-                            Some(store) => store.signal(&changes, keys),
-                            None => {
-                                for (topic, value, seq) in keys {
-                                    changes.notify(&crate::changes::key(&topic, &value), seq);
+                        Ok(keys) => {
+                            if !keys.is_empty() {
+                                metrics::counter!(crate::metrics::WATCHER_CHANGES).increment(1);
+                            }
+                            match &guard {
+                                Some(store) => store.signal(&changes, keys),
+                                None => {
+                                    for (topic, value, seq) in keys {
+                                        changes.notify(&crate::changes::key(&topic, &value), seq);
+                                    }
                                 }
                             }
-                        },
+                        }
                         Err(e) => tracing::warn!(error = %e, "checking for foreign writes failed"),
                     }
                 }
@@ -176,6 +182,13 @@ impl ForeignWrites {
             thread: Some(thread),
             _events: events,
         })
+    }
+}
+
+impl ForeignWrites {
+    /// Whether the watcher's thread runs (for `/readyz`).
+    pub fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 }
 
@@ -224,6 +237,7 @@ fn file_events(db: &Path, hints: mpsc::Sender<Hint>) -> notify::Result<notify::R
             })
         });
         if ours {
+            metrics::counter!(crate::metrics::WATCHER_EVENTS).increment(1);
             let _ = hints.send(Hint::Look);
         }
     })?;

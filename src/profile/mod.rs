@@ -240,6 +240,21 @@ pub struct Route {
     pub answer_inputs: Vec<String>,
 }
 
+impl Route {
+    /// A name for metrics and the access log: the path, and the dispatch
+    /// values when several routes share it (`/chat.php?act=send`).
+    pub fn label(&self) -> String {
+        let mut label = self.path.clone();
+        for (i, (k, v)) in self.matches.iter().enumerate() {
+            label.push(if i == 0 { '?' } else { '&' });
+            label.push_str(k);
+            label.push('=');
+            label.push_str(v);
+        }
+        label
+    }
+}
+
 /// Engine-level outcomes each profile answers in its own way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ErrorKind {
