@@ -23,6 +23,9 @@ use crate::profile::templates::Scope;
 use crate::profile::{self, ErrorKind, Kind, Profile, Route, Source, Value};
 use crate::store::{Bound, Rows, Script, Store, now_ms};
 
+/// The longest a request waits for its detached statements to commit.
+const DETACHED_WAIT: Duration = Duration::from_millis(50);
+
 /// A finished answer; shared (`Arc`) among the waiters it is rendered for.
 #[derive(Debug)]
 pub struct Reply {
@@ -296,7 +299,14 @@ impl Served {
         scope.set("now", Value::Int(now.div_euclid(1000)));
         scope.set("timed_out", Value::Int(0));
         scope.set("insert_id", Value::Null);
-        self.detached(ri, &scope, now);
+        if let Some(committed) = self.detached(ri, &scope, now) {
+            // Normally committed within a few ms, and then visible to the
+            // client's next request as PHP's mark was; but never waited for
+            // longer (another process may hold the write lock for seconds).
+            if let Ok(Ok(Err(e))) = tokio::time::timeout(DETACHED_WAIT, committed).await {
+                tracing::warn!(error = %e, "a detached statement failed");
+            }
+        }
         match self.run(ri, scope).await {
             Ok((reply, outcome)) => (reply, outcome),
             Err(e) => {
@@ -312,7 +322,12 @@ impl Served {
     }
 
     /// Queues the route's detached statements (first pass only), throttled.
-    fn detached(&self, ri: usize, scope: &Scope, now: i64) {
+    fn detached(
+        &self,
+        ri: usize,
+        scope: &Scope,
+        now: i64,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<crate::store::Boxed, StoreError>>> {
         let route = &self.profile.routes[ri];
         let mut picked = Vec::new();
         for (i, s) in route.sql.iter().enumerate().filter(|(_, s)| s.detached) {
@@ -356,7 +371,7 @@ impl Served {
             picked.push(i);
         }
         if picked.is_empty() {
-            return;
+            return None;
         }
         let mut script = RouteScript {
             profile: self.profile.clone(),
@@ -365,7 +380,7 @@ impl Served {
             only: Some(picked),
             insert_id: None,
         };
-        self.store.write_detached(move |r| r.run(&mut script));
+        self.store.write_detached(move |r| r.run(&mut script))
     }
 
     /// Runs the route, holding while its condition says so.
@@ -421,8 +436,10 @@ impl Served {
                         one.changed().await;
                     }
                     many => {
-                        futures_util::future::select_all(many.iter_mut().map(|s| s.changed().boxed()))
-                            .await;
+                        futures_util::future::select_all(
+                            many.iter_mut().map(|s| s.changed().boxed()),
+                        )
+                        .await;
                     }
                 }
             };

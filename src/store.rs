@@ -227,7 +227,8 @@ fn value(v: ValueRef<'_>, sql: &str, col: usize) -> Value {
     }
 }
 
-type Boxed = Box<dyn Any + Send>;
+/// A job's answer, of the type its caller knows.
+pub type Boxed = Box<dyn Any + Send>;
 type JobFn = Box<dyn FnOnce(&mut Runner<'_>) -> Result<Boxed, StoreError> + Send>;
 
 /// What the writer does for a job.
@@ -720,23 +721,28 @@ impl Store {
         Ok(*out.downcast::<T>().expect("the job's own type"))
     }
 
-    /// Queues `f` for the writer without waiting for it; dropped (and logged)
-    /// when the queue is full. For writes that must never delay an answer.
-    pub fn write_detached<F>(&self, f: F)
+    /// Queues `f` for the writer without making anyone wait for it: the
+    /// answer says when it is committed, for a caller that wants to wait a
+    /// little; dropped (and logged) when the queue is full. For writes that
+    /// must never hold an answer back (a poll's presence mark).
+    pub fn write_detached<F>(&self, f: F) -> Option<oneshot::Receiver<Result<Boxed, StoreError>>>
     where
         F: FnOnce(&mut Runner<'_>) -> Result<(), StoreError> + Send + 'static,
     {
-        let Ok(jobs) = self.sender() else { return };
+        let jobs = self.sender().ok()?;
         let run: JobFn = Box::new(move |r| f(r).map(|()| Box::new(()) as Boxed));
+        let (reply, committed) = oneshot::channel();
         if jobs
             .try_send(Job {
                 work: Work::Run(run),
-                reply: None,
+                reply: Some(reply),
             })
             .is_err()
         {
             tracing::debug!("write queue full; a detached write was dropped");
+            return None;
         }
+        Some(committed)
     }
 
     /// Runs `f` on a read-only connection.
