@@ -346,6 +346,7 @@ async function startMixed(db) {
       SOCKET_GROUP: id('-gn'),
       CHAT_DB: db,
       CHAT_HOLD: HOLD,
+      TIMEZONE: 'UTC',
     }));
     fs.writeFileSync(path.join(dir, 'php-fpm.conf'), [
       '[global]',
