@@ -31,6 +31,12 @@ impl Readiness for Store {
         if !self.writer_alive() {
             return Err("the writer thread stopped".into());
         }
+        if self.replaced() {
+            return Err(format!(
+                "{} was deleted or replaced; writes are refused until a valid database is there",
+                self.path().display()
+            ));
+        }
         crate::store::check_writable(self.path(), LOCK_WAIT)
             .map_err(|e| format!("{} is not writable now: {e}", self.path().display()))
     }

@@ -687,6 +687,11 @@ impl Store {
         }
     }
 
+    /// Whether the file at the path is not the one open (writes refused).
+    pub fn replaced(&self) -> bool {
+        self.inner.replaced.load(Ordering::Relaxed)
+    }
+
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
