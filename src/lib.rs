@@ -4,8 +4,9 @@
 //!
 //! The parts, by file:
 //! - [`config`]: flags and settings.
-//! - [`server`]: the accept loop, the connection cap, graceful shutdown.
-//! - [`routes`]: a profile's path → the engine, else stats or static file; body cap.
+//! - [`server`]: the accept loop, the connection caps and timeouts, graceful shutdown.
+//! - [`limits`]: who the client is (trusted proxies), per-client connection cap and send rates, descriptors.
+//! - [`routes`]: a profile's path → the engine, else stats or static file; body cap and timeout, send rate.
 //! - [`profile`]: a legacy chat's wire format as a file (`profiles/*.toml`): loading, checking.
 //! - [`engine`]: one request through a profile's route: parameters, statements, hold, answer.
 //! - [`php`]: PHP's `$_REQUEST`, `trim()`, `(int)`, `htmlspecialchars`, `json_encode`, `date()`.
@@ -19,6 +20,7 @@ pub mod changes;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod limits;
 pub mod php;
 pub mod profile;
 pub mod routes;

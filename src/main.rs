@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use cometa::changes::Changes;
 use cometa::config::{Cli, Command};
 use cometa::engine::Engine;
+use cometa::limits::{self, Limits};
 use cometa::profile::{Profile, ProfileError};
 use cometa::routes::App;
 use cometa::server::{self, Listener};
@@ -70,13 +71,18 @@ fn main() -> ExitCode {
         }
         None => {}
     }
-    let config = match cli.serve.config() {
+    let mut config = match cli.serve.config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cometa: {e}");
             return ExitCode::from(2);
         }
     };
+    let (fits, why) = limits::fit_descriptors(config.max_connections);
+    if let Some(why) = why {
+        tracing::warn!("{why}");
+    }
+    config.max_connections = fits;
     let runtime = match cli.serve.threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
         let app = Arc::new(App {
             engine: Engine::new(profile.clone(), store.clone(), changes, config.hold, shutdown.clone()),
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            limits: Limits::new(config.limits.clone()),
             config,
         });
         tracing::info!(db = %db.display(), profile = %profile.name, hold = ?app.config.hold, "serving");

@@ -1,8 +1,14 @@
-//! The accept loop and graceful shutdown.
+//! The accept loop, the connection's protections, and graceful shutdown.
 //!
 //! One permit of a semaphore per open connection (taken before the connection
-//! is served, dropped with it): at the cap, a new connection is answered 503 at
-//! once instead of waiting. On shutdown the loop stops accepting, held
+//! is served, dropped with it), and one slot of its client's share
+//! ([`crate::limits`]): over either cap a new connection is answered (503,
+//! 429) at once, without reading its request, and closed; at most
+//! [`limits::MAX_REFUSALS`] such answers are in flight. A connection's head is
+//! capped (431) and timed, what hyper buffers for it is bounded, and a client
+//! that accepts no byte of its answer for the write timeout is cut. A TCP
+//! client may half-close and still get its answer; one that resets is dropped
+//! at once, its waiter with it. On shutdown the loop stops accepting, held
 //! long-polls answer `[]` (they watch the same token), and in-flight requests
 //! get a bounded grace period.
 
@@ -13,17 +19,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::StatusCode;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::error::json_error;
+use crate::limits::{self, Client, Peer};
+use crate::profile::ErrorKind;
 use crate::routes::{self, App};
 
 /// A bound socket: TCP or a unix socket (removed again on drop).
@@ -71,16 +80,16 @@ impl Listener {
         }
     }
 
-    async fn accept(&self) -> io::Result<(Stream, String)> {
+    async fn accept(&self) -> io::Result<(Sock, Peer)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), peer.to_string()))
+                Ok((Sock::Tcp(s), Peer::Tcp(peer)))
             }
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
-                Ok((Stream::Unix(s), "unix".into()))
+                Ok((Sock::Unix(s), Peer::Unix))
             }
         }
     }
@@ -133,56 +142,211 @@ impl Drop for Listener {
     }
 }
 
-/// An accepted connection of either kind.
-enum Stream {
+/// An accepted connection of either kind. hyper reads and writes it through
+/// [`Io`] while the connection's task watches it for a reset, so it is shared.
+enum Sock {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
 
-impl AsyncRead for Stream {
+macro_rules! each {
+    ($sock:expr, $s:ident => $e:expr) => {
+        match $sock {
+            Sock::Tcp($s) => $e,
+            Sock::Unix($s) => $e,
+        }
+    };
+}
+
+impl Sock {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_read_ready(cx))
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        each!(self, s => s.try_read(buf))
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_write_ready(cx))
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        each!(self, s => s.try_write(buf))
+    }
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        each!(self, s => s.try_write_vectored(bufs))
+    }
+    async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
+        each!(self, s => s.ready(interest).await)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        each!(self, s => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write))
+    }
+
+    /// Reads into `buf`, waiting for the socket.
+    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            self.ready(Interest::READABLE).await?;
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Writes all of `buf`, waiting for the socket.
+    async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            self.ready(Interest::WRITABLE).await?;
+            match self.try_write(buf) {
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves when the peer resets the connection (or the socket fails). A
+    /// FIN is not a reset: a client may half-close and still read its answer.
+    async fn reset(&self) {
+        loop {
+            match self.ready(Interest::ERROR).await {
+                Ok(r) if !r.is_error() => continue,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The connection as hyper sees it: [`Sock`] plus the write timeout, which
+/// runs while a write waits for a client that accepts no bytes.
+struct Io {
+    sock: Arc<Sock>,
+    write_timeout: Duration,
+    /// Armed at the first write that cannot go on; disarmed by any progress.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: bool,
+}
+
+impl Io {
+    fn new(sock: Arc<Sock>, write_timeout: Duration) -> Io {
+        Io {
+            sock,
+            write_timeout,
+            stall: None,
+            stalled: false,
+        }
+    }
+
+    /// A write cannot go on: pending until the write timeout, then an error.
+    fn poll_stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if !self.stalled {
+            self.stalled = true;
+            let deadline = tokio::time::Instant::now() + self.write_timeout;
+            match &mut self.stall {
+                Some(s) => s.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        match self.stall.as_mut().map(|s| s.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client accepted no byte for the write timeout",
+            ))),
+            _ => Poll::Pending,
+        }
+    }
+
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&Sock) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.sock.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => match write(&self.sock) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Ok(n) => {
+                        self.stalled = false;
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return self.poll_stall(cx),
+            }
+        }
+    }
+}
+
+impl AsyncRead for Io {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        let sock = &self.sock;
+        loop {
+            std::task::ready!(sock.poll_read_ready(cx))?;
+            match sock.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
     }
 }
 
-impl AsyncWrite for Stream {
+impl AsyncWrite for Io {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        self.get_mut().poll_write_with(cx, |s| s.try_write(buf))
     }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |s| s.try_write_vectored(bufs))
     }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+    /// So that hyper queues an answer's bytes instead of copying them into a
+    /// buffer of its own: a connection holds the answer once.
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.sock.shutdown_write() {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
         }
     }
 }
 
+/// What hyper may buffer for one connection (read buffer; write buffer when it
+/// must copy): enough for the largest head and a body chunk.
+const MAX_BUF_SIZE: usize = 64 * 1024;
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken) {
     let graceful = GracefulShutdown::new();
-    let header_timeout = app.config.header_timeout;
+    let refusals = Arc::new(Semaphore::new(limits::MAX_REFUSALS));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_timeout)
+        .max_header_size(app.config.max_header_size)
+        .max_buf_size(MAX_BUF_SIZE.max(app.config.max_header_size + 8192))
+        .writev(true);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (sock, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -192,25 +356,67 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
                 }
             },
         };
-        let io = TokioIo::new(stream);
+        let settings = app.limits.settings();
+        let trusted = settings.trusts(peer);
         let Ok(permit) = app.connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection cap reached; answering 503");
-            tokio::spawn(reject(io, header_timeout));
+            tracing::warn!(?peer, "connection cap reached; answering 503");
+            refuse(sock, &refusals, &app, ErrorKind::Busy);
             continue;
         };
-        let app = app.clone();
-        let service = service_fn(move |req| routes::handle(app.clone(), req));
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(io, service);
+        // A proxy's connections are counted per request, by the client it names.
+        let direct = settings.client(peer, &hyper::HeaderMap::new());
+        let slot = if trusted {
+            app.limits.enter(Client(None))
+        } else {
+            app.limits.enter(direct)
+        };
+        let Ok(slot) = slot else {
+            tracing::debug!(?peer, "per-client connection cap reached; answering 429");
+            refuse(sock, &refusals, &app, ErrorKind::RateLimited);
+            continue;
+        };
+        let sock = Arc::new(sock);
+        let svc_app = app.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let app = svc_app.clone();
+            let (client, slot) = if trusted {
+                let client = app.limits.settings().client(peer, req.headers());
+                (client, Some(app.limits.enter(client)))
+            } else {
+                (direct, None)
+            };
+            req.extensions_mut().insert(client);
+            async move {
+                let _slot = match slot {
+                    Some(Err(_)) => {
+                        let reply = app.engine.current().error(ErrorKind::RateLimited, "", "");
+                        return Ok(routes::response(&reply));
+                    }
+                    slot => slot,
+                };
+                routes::handle(app, req).await
+            }
+        });
+        // nginx never half-closes; on TCP a client may (`nc -N`), and still
+        // wants its answer. Only a reset tells that a TCP client is gone.
+        let conn = http
+            .clone()
+            .half_close(matches!(peer, Peer::Tcp(_)))
+            .serve_connection(
+                TokioIo::new(Io::new(sock.clone(), app.config.write_timeout)),
+                service,
+            );
         let conn = graceful.watch(conn);
-        let span = tracing::debug_span!("conn", %peer);
+        let span = tracing::debug_span!("conn", ?peer);
         tokio::spawn(
             async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                tokio::select! {
+                    r = conn => if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    },
+                    () = sock.reset() => tracing::debug!("reset by the client"),
                 }
+                drop(slot);
                 drop(permit);
             }
             .instrument(span),
@@ -227,20 +433,54 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
     }
 }
 
-/// Answers one request with 503 and closes; used over the connection cap.
-async fn reject(io: TokioIo<Stream>, header_timeout: Duration) {
-    let service = service_fn(|_req| async {
-        Ok::<_, std::convert::Infallible>(json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server busy",
-        ))
+/// How long a refusal may take: writing its answer, then reading what the
+/// client sent until it closes (closing on unread bytes would reset the
+/// connection, and the client might lose the answer).
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Answers a connection over a cap at once with the profile's answer for
+/// `kind` (the classic chat: 503 `server busy`, 429 `too many requests`),
+/// without reading its request, and closes it. At most
+/// [`limits::MAX_REFUSALS`] are in flight; beyond them the connection is
+/// closed without an answer.
+fn refuse(sock: Sock, refusals: &Arc<Semaphore>, app: &App, kind: ErrorKind) {
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        return;
+    };
+    let reply = app.engine.current().error(kind, "", "");
+    let mut answer = format!(
+        "HTTP/1.1 {} {}\r\n",
+        reply.status.as_u16(),
+        reply.status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in &reply.headers {
+        if name != header::CONTENT_LENGTH && name != header::CONNECTION {
+            answer.extend_from_slice(name.as_str().as_bytes());
+            answer.extend_from_slice(b": ");
+            answer.extend_from_slice(value.as_bytes());
+            answer.extend_from_slice(b"\r\n");
+        }
+    }
+    answer.extend_from_slice(
+        format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            reply.body.len()
+        )
+        .as_bytes(),
+    );
+    answer.extend_from_slice(&reply.body);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(REFUSAL_TIME, async {
+            sock.write_all(&answer).await?;
+            sock.shutdown_write()?;
+            let mut sink = [0u8; 1024];
+            while sock.read(&mut sink).await? > 0 {}
+            io::Result::Ok(())
+        })
+        .await;
+        drop(permit);
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(false)
-        .serve_connection(io, service);
-    let _ = tokio::time::timeout(header_timeout, conn).await;
 }
 
 /// As axum does: a failed handshake of one client is not our problem; running
