@@ -86,6 +86,11 @@ impl Builder {
         self
     }
 
+    pub(crate) fn args(mut self, a: &[&str]) -> Self {
+        self.extra.extend(a.iter().map(|s| s.to_string()));
+        self
+    }
+
     pub(crate) fn env(mut self, k: &str, v: &str) -> Self {
         self.envs.push((k.to_string(), v.to_string()));
         self
