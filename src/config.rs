@@ -95,6 +95,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 20.0, value_parser = seconds)]
     pub write_timeout: f64,
 
+    /// Kernel send buffer of each TCP connection, in bytes (the kernel doubles
+    /// it for its bookkeeping): what a client that reads nothing can make the
+    /// kernel hold for it. 0: the kernel's own autotuning (up to 4 MiB).
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub send_buffer: usize,
+
     /// Largest request head (request line and headers), in bytes; a larger one
     /// is answered 431 and the connection closed.
     #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
@@ -211,6 +217,8 @@ pub struct Config {
     pub write_timeout: Duration,
     /// Request head cap in bytes.
     pub max_header_size: usize,
+    /// `SO_SNDBUF` of TCP connections; 0: the kernel's.
+    pub send_buffer: usize,
     /// Per-client limits.
     pub limits: limits::Settings,
     /// Grace period on shutdown.
@@ -243,6 +251,7 @@ impl ServeArgs {
             body_timeout: Duration::from_secs_f64(self.body_timeout),
             write_timeout: Duration::from_secs_f64(self.write_timeout),
             max_header_size: self.max_header_size as usize,
+            send_buffer: self.send_buffer,
             limits: limits::Settings {
                 connections_per_client: self.max_connections_per_client,
                 client_send: Rate {

@@ -80,11 +80,14 @@ impl Listener {
         }
     }
 
-    async fn accept(&self) -> io::Result<(Sock, Peer)> {
+    async fn accept(&self, send_buffer: usize) -> io::Result<(Sock, Peer)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 let _ = s.set_nodelay(true);
+                if send_buffer > 0 {
+                    let _ = socket2::SockRef::from(&s).set_send_buffer_size(send_buffer);
+                }
                 Ok((Sock::Tcp(s), Peer::Tcp(peer)))
             }
             Listener::Unix(l, _) => {
@@ -177,6 +180,11 @@ impl Sock {
     async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
         each!(self, s => s.ready(interest).await)
     }
+    /// Makes the close a reset: what the client did not take is dropped at
+    /// once instead of lingering in the kernel, retried, for minutes.
+    fn reset_on_close(&self) {
+        let _ = each!(self, s => socket2::SockRef::from(s).set_linger(Some(Duration::ZERO)));
+    }
     fn shutdown_write(&self) -> io::Result<()> {
         each!(self, s => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write))
     }
@@ -248,10 +256,13 @@ impl Io {
             }
         }
         match self.stall.as_mut().map(|s| s.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client accepted no byte for the write timeout",
-            ))),
+            Some(Poll::Ready(())) => {
+                self.sock.reset_on_close();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client accepted no byte for the write timeout",
+                )))
+            }
             _ => Poll::Pending,
         }
     }
@@ -348,7 +359,7 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
     loop {
         let (sock, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listener.accept(app.config.send_buffer) => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     accept_error(e).await;
