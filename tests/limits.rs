@@ -426,3 +426,50 @@ fn forwarded_addresses_count_only_from_a_trusted_proxy() {
     let got: Vec<u16> = (0..2).map(|n| send_as(&s, "10.0.0.0", n)).collect();
     assert_eq!(got, [200, 429], "10.0.0.0's third send");
 }
+
+#[test]
+fn behind_a_trusted_proxy_the_connection_cap_counts_the_named_client() {
+    let s = Server::builder()
+        .hold("20")
+        .args(&[
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--max-connections-per-client",
+            "2",
+        ])
+        .start();
+    assert_eq!(s.send("ana", "first", "main"), 1);
+    let poll_as = |ip: &str| {
+        let mut c = Conn::open(s.addr).unwrap();
+        c.write(&common::request_bytes(
+            s.addr,
+            "GET",
+            "/listenToRecive.php?lastId=1",
+            &[("X-Real-IP", ip)],
+            b"",
+        ))
+        .unwrap();
+        c
+    };
+    let _held = [poll_as("10.1.1.1"), poll_as("10.1.1.1")];
+    s.wait_waiters(2, Duration::from_secs(10));
+    // A third request of 10.1.1.1 is refused at once; another client is not.
+    let t0 = Instant::now();
+    let r = s.request(
+        "GET",
+        "/getNumberOfUsers.php",
+        &[("X-Real-IP", "10.1.1.1")],
+        b"",
+    );
+    r.assert(429, "application/json", &error_body("too many requests"));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    let r = s.request(
+        "GET",
+        "/getNumberOfUsers.php",
+        &[("X-Real-IP", "10.1.1.2")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{r}");
+    // The proxy's own connections are not what is counted.
+    assert_eq!(s.get("/getNumberOfUsers.php").status, 200);
+}
