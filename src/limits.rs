@@ -70,6 +70,16 @@ pub enum Peer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Client(pub Option<IpAddr>);
 
+impl Client {
+    /// The peer itself as the client: its address (none for the unix socket).
+    pub fn of(peer: Peer) -> Client {
+        match peer {
+            Peer::Tcp(a) => Client(Some(key_of(a.ip()))),
+            Peer::Unix => Client(None),
+        }
+    }
+}
+
 /// An address block, `10.0.0.0/8`, `::1` or `127.0.0.1` (a single address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -148,12 +158,9 @@ impl Settings {
     /// trusted proxy; then `X-Real-IP`, else the right-most `X-Forwarded-For`
     /// entry that is not itself a trusted proxy, else the proxy.
     pub fn client(&self, peer: Peer, headers: &HeaderMap) -> Client {
-        let own = match peer {
-            Peer::Tcp(a) => Some(key_of(a.ip())),
-            Peer::Unix => None,
-        };
+        let own = Client::of(peer);
         if !self.trusts(peer) {
-            return Client(own);
+            return own;
         }
         let header_ip = |name: &str| -> Option<&str> {
             headers
@@ -180,7 +187,7 @@ impl Settings {
                 return Client(Some(key_of(ip)));
             }
         }
-        Client(own)
+        own
     }
 }
 
@@ -384,7 +391,12 @@ pub const MAX_REFUSALS: usize = 64;
 /// of connections that fits: `max_connections`, or less (with the reason) when
 /// the limit leaves no room for it, the reserve and the refusals.
 pub fn fit_descriptors(max_connections: usize) -> (usize, Option<String>) {
-    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+    // An infinite hard limit cannot be the soft one: the kernel's cap is.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    let limit = match rlimit::increase_nofile_limit(nr_open) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "cannot raise RLIMIT_NOFILE; keeping it");

@@ -356,6 +356,10 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
         .max_header_size(app.config.max_header_size)
         .max_buf_size(MAX_BUF_SIZE.max(app.config.max_header_size + 8192))
         .writev(true);
+    // nginx never half-closes; on TCP a client may (`nc -N`), and still wants
+    // its answer. Only a reset tells that a TCP client is gone.
+    let mut http_tcp = http.clone();
+    http_tcp.half_close(true);
     loop {
         let (sock, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -375,13 +379,11 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
             continue;
         };
         // A proxy's connections are counted per request, by the client it names.
-        let direct = settings.client(peer, &hyper::HeaderMap::new());
-        let slot = if trusted {
-            app.limits.enter(Client(None))
-        } else {
-            app.limits.enter(direct)
-        };
-        let Ok(slot) = slot else {
+        let direct = Client::of(peer);
+        let Ok(slot) = app
+            .limits
+            .enter(if trusted { Client(None) } else { direct })
+        else {
             tracing::debug!(?peer, "per-client connection cap reached; answering 429");
             refuse(sock, &refusals, &app, ErrorKind::RateLimited);
             continue;
@@ -408,15 +410,14 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
                 routes::handle(app, req).await
             }
         });
-        // nginx never half-closes; on TCP a client may (`nc -N`), and still
-        // wants its answer. Only a reset tells that a TCP client is gone.
-        let conn = http
-            .clone()
-            .half_close(matches!(peer, Peer::Tcp(_)))
-            .serve_connection(
-                TokioIo::new(Io::new(sock.clone(), app.config.write_timeout)),
-                service,
-            );
+        let http = match peer {
+            Peer::Tcp(_) => &http_tcp,
+            Peer::Unix => &http,
+        };
+        let conn = http.serve_connection(
+            TokioIo::new(Io::new(sock.clone(), app.config.write_timeout)),
+            service,
+        );
         let conn = graceful.watch(conn);
         let span = tracing::debug_span!("conn", ?peer);
         tokio::spawn(
