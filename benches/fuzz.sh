@@ -16,6 +16,7 @@
 # New inputs libFuzzer finds go to a scratch folder; the committed seeds in
 # fuzz/corpus/ stay as they are (add one by hand when it is worth keeping).
 # A crash or mismatch is saved under fuzz/artifacts/TARGET/ and stops the run.
+# FUZZ_MAX_LEN (default 4096) caps the input size libFuzzer tries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10000000}
@@ -34,7 +35,7 @@ if cargo fuzz --version >/dev/null 2>&1; then
     echo "== $t: $runs executions under libFuzzer"
     start=$(date +%s)
     nice -n 10 cargo fuzz run -O "$t" "$tmp/$t" "corpus/$t" -- \
-      -runs="$runs" -max_len=4096 -print_final_stats=1 2>&1 |
+      -runs="$runs" -max_len="${FUZZ_MAX_LEN:-4096}" -print_final_stats=1 2>&1 |
       grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+== ERROR|SUMMARY)|panicked' || true
     # grep hides libFuzzer's exit status: a saved artifact is the failure.
     if compgen -G "artifacts/$t/*" >/dev/null; then

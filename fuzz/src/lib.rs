@@ -38,7 +38,8 @@ const NAMES: &[&str] = &["user", "message", "room", "lastId", "a", "typing"];
 /// a structured request decoded from the same bytes (pieces of a known name,
 /// source and value, each value percent-encoded) against the model: the last
 /// piece of a name wins, the body over the query, a value is its decoded
-/// bytes as text, or invalid when they are not UTF-8.
+/// bytes as text, or invalid when they are not UTF-8, and pieces past PHP's
+/// `max_input_vars` are not read.
 pub fn php_params(data: &[u8]) {
     let raw = text(data);
     let req = php::Request::parse(Some(&raw), Some(data));
@@ -56,6 +57,9 @@ pub fn php_params(data: &[u8]) {
     let mut model_query: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     let mut model_body: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     let mut rest = data;
+    // PHP's max_input_vars (1000): the query's first 1,000 pieces count, the
+    // body's first 1,001 (its check runs after a piece is registered).
+    let (mut in_query, mut in_body) = (0, 0);
     while let [head, len, tail @ ..] = rest {
         let name = NAMES[usize::from(head % NAMES.len() as u8)];
         let n = usize::from(len % 24).min(tail.len());
@@ -64,10 +68,16 @@ pub fn php_params(data: &[u8]) {
         let piece = format!("{name}={}", encode(value, head & 0x40 != 0));
         if head & 0x80 != 0 {
             body.push(piece);
-            model_body.insert(name, value.to_vec());
+            in_body += 1;
+            if in_body <= 1001 {
+                model_body.insert(name, value.to_vec());
+            }
         } else {
             query.push(piece);
-            model_query.insert(name, value.to_vec());
+            in_query += 1;
+            if in_query <= 1000 {
+                model_query.insert(name, value.to_vec());
+            }
         }
     }
     let query = query.join("&");
