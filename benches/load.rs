@@ -3,12 +3,13 @@
 //! starts each server and runs this against it; see BENCHMARKS.md.
 //!
 //! ```text
-//! load --target cometa|php|nchan --addr 127.0.0.1:PORT [--pid PID]... [--label NAME]
+//! load --target cometa|php|nchan|omegle --addr 127.0.0.1:PORT [--pid PID]... [--label NAME]
 //!      [--out results.tsv] [--modes mem,fanout,sends,foreign] [--n 1000,10000]
 //!      [--rounds 10] [--hold 25] [--idle-secs 5] [--senders 64] [--send-secs 5]
 //!      [--php-children 32] [--db PATH --php-insert benches/php/insert.php --foreign-rounds 200
-//!       --foreign-spread-ms 20]
+//!       --foreign-spread-ms 20] [--fire-conns 64]
 //! load --report results.tsv          # the tables of BENCHMARKS.md
+//! load --report-profiles results.tsv # issue 8: baseline vs profile engine, omegle
 //! ```
 //!
 //! Clients behave as the frozen jQuery page does: a first poll with `lastId=0`
@@ -25,6 +26,16 @@
 //!   messages/s answered as committed; latency of each message to one follower.
 //! - `foreign`: a PHP CLI process (`--php-insert`) commits one message per round
 //!   with PDO; time from its commit (its `microtime(true)`) to the waiter's answer.
+//!
+//! `--target omegle` is cometa serving the `omegle` profile: N users are started
+//! and paired first (`startChat.php`, `randomChat.php`), each waiter holds
+//! `listenToReceive.php?userId=U` (POST, empty body, as the page does); a
+//! fan-out round fires one `sendMsg.php` from each waiter's partner to it, over
+//! `--fire-conns` keep-alive connections at once, timed per send (from its start
+//! and from its answer to its waiter's answer) and from the round's start;
+//! `sends` is 64 paired users each sending to its partner (nobody follows: the
+//! queue answers one message per poll). Every omegle answer is a 200, a refused
+//! send too, so with `--db` the committed messages are counted in the file.
 
 #[path = "load/http.rs"]
 mod http;
@@ -72,6 +83,7 @@ struct Args {
     foreign_spread_ms: u64,
     php_children: usize,
     room: String,
+    fire_conns: usize,
 }
 
 fn parse_args() -> Option<Args> {
@@ -94,6 +106,7 @@ fn parse_args() -> Option<Args> {
         foreign_spread_ms: 20,
         php_children: 32,
         room: format!("bench{}", std::process::id()),
+        fire_conns: 64,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -103,6 +116,11 @@ fn parse_args() -> Option<Args> {
                 report::print(&val());
                 return None;
             }
+            "--report-profiles" => {
+                report::print_profiles(&val());
+                return None;
+            }
+            "--fire-conns" => a.fire_conns = val().parse().expect("--fire-conns K"),
             "--target" => a.kind = Kind::parse(&val()),
             "--addr" => a.addr = val().parse().expect("--addr 127.0.0.1:PORT"),
             "--pid" => a.pids.push(val().parse().expect("--pid PID")),
@@ -185,12 +203,15 @@ struct Pool {
     rx: mpsc::UnboundedReceiver<Delivery>,
     counters: Arc<Counters>,
     connected: Arc<AtomicU64>,
+    /// omegle: (user, partner) of each waiter, by index.
+    pairs: Vec<(i64, i64)>,
 }
 
 impl Pool {
-    fn new(kind: Kind, addr: SocketAddr, room: &str) -> Pool {
+    fn new(kind: Kind, addr: SocketAddr, room: &str, pairs: Vec<(i64, i64)>) -> Pool {
         let (tx, rx) = mpsc::unbounded_channel();
         Pool {
+            pairs,
             kind,
             addr,
             room: room.to_owned(),
@@ -208,6 +229,11 @@ impl Pool {
     async fn grow(&mut self, n: usize) {
         while self.tasks.len() < n {
             let idx = self.tasks.len();
+            let user = match self.kind {
+                Kind::Nchan => None,
+                Kind::Omegle => Some(self.pairs[idx].0.to_string()),
+                Kind::Cometa | Kind::Php => Some(format!("w{idx}")),
+            };
             let (kind, addr, room, stop, tx, counters, connected) = (
                 self.kind,
                 self.addr,
@@ -218,7 +244,7 @@ impl Pool {
                 self.connected.clone(),
             );
             self.tasks.push(tokio::spawn(async move {
-                waiter(idx, kind, addr, room, stop, tx, counters, connected).await;
+                waiter(idx, user, kind, addr, room, stop, tx, counters, connected).await;
             }));
             if idx % 200 == 199 {
                 // Let the connects drain rather than flooding the accept backlog.
@@ -243,6 +269,7 @@ impl Pool {
 #[allow(clippy::too_many_arguments)]
 async fn waiter(
     idx: usize,
+    user: Option<String>,
     kind: Kind,
     addr: SocketAddr,
     room: String,
@@ -251,8 +278,7 @@ async fn waiter(
     counters: Arc<Counters>,
     connected: Arc<AtomicU64>,
 ) {
-    let user = format!("w{idx}");
-    let user = (kind != Kind::Nchan).then_some(user.as_str());
+    let user = user.as_deref();
     let mut cursor = Cursor::default();
     let mut conn: Option<Conn> = None;
     let mut counted = false;
@@ -275,9 +301,10 @@ async fn waiter(
             },
         };
         let (path, headers) = kind.poll(&room, user, &cursor);
+        let method = kind.poll_method();
         let answer = tokio::select! {
             () = stop.cancelled() => break,
-            r = tokio::time::timeout(CLIENT_TIMEOUT, c.request("GET", &path, &headers, b"")) => r,
+            r = tokio::time::timeout(CLIENT_TIMEOUT, c.request(method, &path, &headers, b"")) => r,
         };
         match answer {
             Ok(Ok(r)) => {
@@ -345,7 +372,7 @@ async fn settle(a: &Args, pool: &Pool, n: usize, limit: Duration) -> bool {
     let t = Instant::now();
     loop {
         let ok = match a.kind.server_waiters(a.addr).await {
-            Some(w) => w as usize >= n,
+            Some(w) => w as usize >= n * a.kind.held_per_poll(),
             None => {
                 pool.connected.load(Ordering::Relaxed) as usize >= n
                     && t.elapsed() > Duration::from_secs(3)
@@ -373,13 +400,33 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn waiter_phases(a: &Args, out: &mut Out) {
-    let mut pool = Pool::new(a.kind, a.addr, &a.room);
-    // A room with history, so the first poll (lastId=0) is not empty.
-    let (s, _, _) = send_one(a.kind, a.addr, &a.room, "seq0", CLIENT_TIMEOUT).await;
-    assert!(
-        s.is_some_and(|s| a.kind.send_ok(s)),
-        "seed send failed: {s:?}"
-    );
+    let max_n = a.ns.iter().copied().max().unwrap_or(0);
+    let pairs = if a.kind == Kind::Omegle {
+        // Every user exists and is paired before the base reading.
+        let t = Instant::now();
+        let pairs = omegle_pairs(a.addr, max_n, a.fire_conns, out).await;
+        out.rec("pairing_secs", max_n, t.elapsed().as_secs_f64());
+        pairs
+    } else {
+        // A room with history, so the first poll (lastId=0) is not empty.
+        let mut s = None;
+        for _ in 0..5 {
+            s = send_one(a.kind, a.addr, &a.room, "seq0", CLIENT_TIMEOUT)
+                .await
+                .0;
+            if s.is_some_and(|s| a.kind.send_ok(s)) {
+                break;
+            }
+            out.note(0, &format!("seed send failed ({s:?}), trying again"));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(
+            s.is_some_and(|s| a.kind.send_ok(s)),
+            "seed send failed: {s:?}"
+        );
+        Vec::new()
+    };
+    let mut pool = Pool::new(a.kind, a.addr, &a.room, pairs);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base = procfs::mem(&a.pids);
     out.rec("rss_base_kib", 0, base.rss as f64);
@@ -395,7 +442,7 @@ async fn waiter_phases(a: &Args, out: &mut Out) {
         let held = a.kind.server_waiters(a.addr).await;
         out.rec("grow_secs", n, t_grow.elapsed().as_secs_f64());
         if let Some(h) = held {
-            out.rec("held", n, h as f64);
+            out.rec("held", n, (h as usize / a.kind.held_per_poll()) as f64);
         }
         if !settled {
             out.note(n, "the server did not report all waiters within 30 s");
@@ -437,7 +484,9 @@ async fn waiter_phases(a: &Args, out: &mut Out) {
             let polls = pool.counters.answers.load(Ordering::Relaxed) - answers0;
             out.rec("idle_answers_per_s", n, polls as f64 / secs);
         }
-        if fanout {
+        if fanout && a.kind == Kind::Omegle {
+            omegle_fanout_rounds(a, &mut pool, n, &mut seq, out).await;
+        } else if fanout {
             fanout_rounds(a, &mut pool, n, &mut seq, out).await;
         }
         let c = &pool.counters;
@@ -533,10 +582,23 @@ async fn sends_phase(a: &Args, out: &mut Out) {
     let max_msgs = 2_000_000usize;
     let started: Arc<Vec<AtomicU64>> = Arc::new((0..max_msgs).map(|_| AtomicU64::new(0)).collect());
     let next = Arc::new(AtomicU64::new(1));
+    let omegle = a.kind == Kind::Omegle;
+    // omegle: each sender a paired user, sending to its partner.
+    let pairs = if omegle {
+        Arc::new(omegle_pairs(a.addr, 2 * a.senders, a.fire_conns, out).await)
+    } else {
+        Arc::default()
+    };
+    let queued0 = if omegle { count_rows(a, "msgs") } else { None };
     // Seed, then the follower: a browser-like poller of the same room.
-    send_one(a.kind, a.addr, &room, "seq0", CLIENT_TIMEOUT).await;
+    if !omegle {
+        send_one(a.kind, a.addr, &room, "seq0", CLIENT_TIMEOUT).await;
+    }
     let stop = CancellationToken::new();
-    let follower = {
+    let follower = if omegle {
+        // The queue answers one message per poll: nobody could keep up.
+        tokio::spawn(async { Vec::new() })
+    } else {
         let (kind, addr, room, stop, started) =
             (a.kind, a.addr, room.clone(), stop.clone(), started.clone());
         tokio::spawn(async move {
@@ -574,15 +636,17 @@ async fn sends_phase(a: &Args, out: &mut Out) {
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..a.senders {
-        let (kind, addr, room, started, next) =
-            (a.kind, a.addr, room.clone(), started.clone(), next.clone());
+        let (kind, addr, started, next) = (a.kind, a.addr, started.clone(), next.clone());
+        let (room, user) = match pairs.get(s) {
+            Some(&(from, to)) => (from.to_string(), to.to_string()),
+            None => (room.clone(), format!("s{s}")),
+        };
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut failed = 0u64;
             let Ok(mut c) = Conn::open(addr).await else {
                 return (lat, 1);
             };
-            let user = format!("s{s}");
             while Instant::now() < deadline {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 if k as usize >= max_msgs {
@@ -630,6 +694,10 @@ async fn sends_phase(a: &Args, out: &mut Out) {
     lat.sort_by(f64::total_cmp);
     follow.sort_by(f64::total_cmp);
     let k = a.senders;
+    if let (Some(q0), Some(q1)) = (queued0, count_rows(a, "msgs")) {
+        // An omegle answer is a 200 whatever happened: count what was stored.
+        out.rec("sends_committed", k, (q1 - q0) as f64);
+    }
     out.rec("sends_per_s", k, lat.len() as f64 / secs);
     out.rec("sends_ok", k, lat.len() as f64);
     out.rec("sends_failed", k, failed as f64);
@@ -638,6 +706,221 @@ async fn sends_phase(a: &Args, out: &mut Out) {
     out.rec("follower_received", k, follow.len() as f64);
     out.rec("follower_p50_ms", k, pct_ms(&follow, 0.5));
     out.rec("follower_p99_ms", k, pct_ms(&follow, 0.99));
+}
+
+/// Rows of `table` in `--db` (None without it).
+fn count_rows(a: &Args, table: &str) -> Option<i64> {
+    let db = a.db.as_ref()?;
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()?;
+    c.busy_timeout(Duration::from_secs(5)).ok()?;
+    c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .ok()
+}
+
+/// omegle: `n` users started (`startChat.php`) and paired (`randomChat.php`),
+/// over `conns` keep-alive connections at once; (user, partner) of each.
+async fn omegle_pairs(addr: SocketAddr, n: usize, conns: usize, out: &mut Out) -> Vec<(i64, i64)> {
+    /// One POST with an empty body; the answer's body as an integer.
+    async fn ask(c: &mut Conn, path: &str) -> Option<i64> {
+        let r = tokio::time::timeout(CLIENT_TIMEOUT, c.request("POST", path, "", b""))
+            .await
+            .ok()?
+            .ok()?;
+        std::str::from_utf8(&r.body).ok()?.trim().parse().ok()
+    }
+    /// `paths` asked over `conns` connections; the answers in order.
+    async fn ask_all(addr: SocketAddr, paths: Vec<String>, conns: usize) -> Vec<Option<i64>> {
+        let paths = Arc::new(paths);
+        let next = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..conns.clamp(1, paths.len().max(1)) {
+            let (paths, next) = (paths.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut c = Conn::open(addr).await.ok();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(path) = paths.get(i) else { break };
+                    let mut v = None;
+                    if let Some(conn) = &mut c {
+                        v = ask(conn, path).await;
+                    }
+                    if v.is_none() {
+                        c = Conn::open(addr).await.ok();
+                    }
+                    got.push((i, v));
+                }
+                got
+            }));
+        }
+        let mut all = vec![None; paths.len()];
+        for t in tasks {
+            for (i, v) in t.await.expect("omegle setup") {
+                all[i] = v;
+            }
+        }
+        all
+    }
+    let users: Vec<i64> = ask_all(addr, vec!["/startChat.php".into(); n], conns)
+        .await
+        .into_iter()
+        .map(|u| u.expect("startChat.php answered an id"))
+        .collect();
+    let mut partner = std::collections::HashMap::new();
+    let mut todo = users.clone();
+    // Everyone asks at once (the server pairs them one job at a time); whoever
+    // was still waiting when asked asks again, as the page does. Bounded.
+    for _ in 0..5 {
+        let paths = todo
+            .iter()
+            .map(|u| format!("/randomChat.php?userId={u}"))
+            .collect();
+        for (&u, p) in todo.iter().zip(ask_all(addr, paths, conns).await) {
+            if let Some(p) = p.filter(|&p| p != 0) {
+                partner.insert(u, p);
+                partner.insert(p, u);
+            }
+        }
+        todo.retain(|u| !partner.contains_key(u));
+        if todo.len() <= 1 {
+            break;
+        }
+    }
+    let crossed = partner
+        .iter()
+        .filter(|(u, p)| partner.get(*p) != Some(*u))
+        .count();
+    if crossed > 0 || todo.len() > n % 2 {
+        out.note(
+            n,
+            &format!(
+                "omegle pairing: {} of {n} unpaired, {crossed} not mutual",
+                todo.len()
+            ),
+        );
+    }
+    users
+        .iter()
+        .map(|u| (*u, partner.get(u).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// omegle fan-out: per round, one `sendMsg.php` from each waiter's partner to
+/// it, all fired at once over `--fire-conns` connections; each delivery timed
+/// from its own send's start and answer, and from the round's start.
+async fn omegle_fanout_rounds(a: &Args, pool: &mut Pool, n: usize, seq: &mut u64, out: &mut Out) {
+    let (mut from_start, mut from_ack, mut from_round) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut send_ms, mut fire_ms, mut delivered) = (Vec::new(), Vec::new(), Vec::new());
+    let mut failed_sends = 0;
+    let jobs: Arc<Vec<(i64, i64)>> =
+        Arc::new(pool.pairs[..n].iter().map(|&(u, p)| (p, u)).collect());
+    for _ in 0..a.rounds {
+        settle(a, pool, n, Duration::from_secs(10)).await;
+        while pool.rx.try_recv().is_ok() {}
+        let k = *seq;
+        *seq += 1;
+        let mut conns = Vec::new();
+        for _ in 0..a.fire_conns.clamp(1, n.max(1)) {
+            conns.push(Conn::open(a.addr).await.expect("connect"));
+        }
+        let n_conns = conns.len();
+        let t_round = Instant::now();
+        let mut tasks = Vec::new();
+        for (j, mut c) in conns.into_iter().enumerate() {
+            let (jobs, addr) = (jobs.clone(), a.addr);
+            tasks.push(tokio::spawn(async move {
+                let mut done = Vec::new();
+                for i in (j..jobs.len()).step_by(n_conns) {
+                    let (from, to) = jobs[i];
+                    let (path, body) =
+                        Kind::Omegle.send(&from.to_string(), &to.to_string(), &format!("seq{k}"));
+                    let t0 = Instant::now();
+                    let r =
+                        tokio::time::timeout(CLIENT_TIMEOUT, c.request("POST", &path, "", &body))
+                            .await;
+                    let t1 = Instant::now();
+                    let ok = matches!(&r, Ok(Ok(r)) if r.status == 200);
+                    done.push((i, t0, t1, ok));
+                    if !matches!(&r, Ok(Ok(r)) if !r.close) {
+                        match Conn::open(addr).await {
+                            Ok(nc) => c = nc,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                done
+            }));
+        }
+        let mut got: Vec<Option<Instant>> = vec![None; n];
+        let mut count = 0;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while count < n {
+            match tokio::time::timeout_at(deadline, pool.rx.recv()).await {
+                Ok(Some((idx, s, at))) if s >= k && idx < n && got[idx].is_none() => {
+                    got[idx] = Some(at);
+                    count += 1;
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        let mut sends = vec![None; n];
+        let mut last_answer = t_round;
+        for t in tasks {
+            for (i, t0, t1, ok) in t.await.expect("fire") {
+                sends[i] = Some((t0, t1, ok));
+                last_answer = last_answer.max(t1);
+            }
+        }
+        fire_ms.push(ms(last_answer - t_round));
+        for (i, at) in got.iter().enumerate() {
+            let Some((t0, t1, ok)) = sends[i] else {
+                continue;
+            };
+            if ok {
+                send_ms.push(ms(t1 - t0));
+            } else {
+                failed_sends += 1;
+            }
+            if let Some(at) = *at {
+                from_start.push(ms(at.saturating_duration_since(t0)));
+                from_ack.push(ms(at.saturating_duration_since(t1)));
+                from_round.push(ms(at.saturating_duration_since(t_round)));
+            }
+        }
+        delivered.push(count as f64 / n as f64 * 100.0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for v in [
+        &mut from_start,
+        &mut from_ack,
+        &mut from_round,
+        &mut send_ms,
+        &mut fire_ms,
+        &mut delivered,
+    ] {
+        v.sort_by(f64::total_cmp);
+    }
+    out.rec("fanout_rounds", n, a.rounds as f64);
+    out.rec("fanout_failed_sends", n, failed_sends as f64);
+    out.rec(
+        "fanout_delivered_pct_min",
+        n,
+        delivered.first().copied().unwrap_or(f64::NAN),
+    );
+    out.rec("fanout_send_answer_p50_ms", n, pct_ms(&send_ms, 0.5));
+    out.rec("fanout_send_answer_p99_ms", n, pct_ms(&send_ms, 0.99));
+    out.rec("fanout_fire_all_answered_ms", n, pct_ms(&fire_ms, 0.5));
+    for (name, v) in [
+        ("ack", &from_ack),
+        ("start", &from_start),
+        ("round", &from_round),
+    ] {
+        out.rec(&format!("fanout_{name}_p50_ms"), n, pct_ms(v, 0.5));
+        out.rec(&format!("fanout_{name}_p99_ms"), n, pct_ms(v, 0.99));
+        out.rec(&format!("fanout_{name}_max_ms"), n, pct_ms(v, 1.0));
+    }
 }
 
 fn all_seqs(body: &[u8]) -> Vec<u64> {

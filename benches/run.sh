@@ -74,7 +74,7 @@ stop() {
 # start_cometa DB [flags...]: sets $pid and $addr.
 start_cometa() {
   local db=$1; shift
-  RUST_LOG=error ./target/release/cometa --listen 127.0.0.1:0 --db "$db" \
+  RUST_LOG=error ./target/release/cometa --listen 127.0.0.1:0 --public-stats --db "$db" \
     --max-connections 19990 --hold "$HOLD" \
     --max-connections-per-client 0 --client-send-rate 0 --user-send-rate 0 "$@" > "$tmp/cometa.out" 2> "$tmp/cometa.err" &
   pid=$!; pids+=("$pid")

@@ -61,11 +61,22 @@ pub struct Subscription<'a> {
     /// The question of the key's quiet answer, if it still holds (the signal
     /// has not moved since it was given).
     quiet: Option<String>,
+    /// Counted as a waiter.
+    counted: bool,
 }
 
 impl Changes {
-    /// Subscribes to `key`; the value current now counts as seen.
+    /// Subscribes to `key`; the value current now counts as seen. Counts one waiter.
     pub fn subscribe(&self, key: String) -> Subscription<'_> {
+        self.subscribe_counting(key, true)
+    }
+
+    /// A further key of a request already counted by [`Changes::subscribe`].
+    pub fn subscribe_uncounted(&self, key: String) -> Subscription<'_> {
+        self.subscribe_counting(key, false)
+    }
+
+    fn subscribe_counting(&self, key: String, counted: bool) -> Subscription<'_> {
         let (rx, at, quiet) = {
             let mut keys = self.keys.lock().expect("keys lock");
             match keys.get(&key) {
@@ -86,13 +97,16 @@ impl Changes {
                 }
             }
         };
-        self.waiters.fetch_add(1, Ordering::Relaxed);
+        if counted {
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+        }
         Subscription {
             changes: self,
             key,
             at,
             rx: Some(rx),
             quiet,
+            counted,
         }
     }
 
@@ -100,7 +114,7 @@ impl Changes {
     pub fn notify(&self, key: &str, seq: i64) {
         let keys = self.keys.lock().expect("keys lock");
         if let Some(Key { tx, .. }) = keys.get(key) {
-            tx.send_if_modified(|known| {
+            let moved = tx.send_if_modified(|known| {
                 if seq > *known {
                     *known = seq;
                     true
@@ -108,6 +122,9 @@ impl Changes {
                     false
                 }
             });
+            if moved {
+                crate::metrics::record_wakeup(tx.receiver_count());
+            }
         }
     }
 
@@ -165,7 +182,9 @@ impl Drop for Subscription<'_> {
     fn drop(&mut self) {
         // Cancel-safe clean-up: hyper drops the handler future when a client goes away.
         drop(self.rx.take());
-        self.changes.waiters.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.changes.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
         let mut keys = self.changes.keys.lock().expect("keys lock");
         if keys
             .get(&self.key)

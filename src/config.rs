@@ -1,21 +1,47 @@
 //! Command-line flags and the settings they make.
+//!
+//! Every flag can also come from the environment (`COMETA_<FLAG>`, e.g.
+//! `COMETA_HOLD=20`, `COMETA_STATIC_DIR=…`; the database stays `CHAT_DB`) and
+//! from a TOML file named by `--config` (or `COMETA_CONFIG`), keyed by the
+//! flag's name without dashes (`hold = 20`, `static-dir = "…"`). A flag beats
+//! the environment, which beats the file, which beats the default. A key the
+//! file should not have, or a value its flag would refuse, is an error naming
+//! the file and the line. [`check`] validates the whole configuration
+//! (`cometa check`, and the server before it starts).
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::limits::{self, Cidr, Rate};
+use crate::logging::LogFormat;
 use crate::store::Durability;
 use crate::watcher::WatchMode;
 
+/// Version line of `--version`: version, git commit, build date.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("COMETA_GIT_COMMIT"),
+    ", built ",
+    env!("COMETA_BUILD_DATE"),
+    ")"
+);
+
 /// cometa: the legacy PHP chat's Comet endpoints, in one Rust binary.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = LONG_VERSION, about)]
 pub struct Cli {
     /// What to do; without a command, serve the chat.
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// TOML file of settings, keyed by flag name (`hold = 25`); flags and
+    /// COMETA_* variables override it.
+    #[arg(long, env = "COMETA_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
 
     /// SQLite database file, shared with the legacy PHP app [default: data/chat.sqlite].
     #[arg(long, env = "CHAT_DB", global = true)]
@@ -35,9 +61,11 @@ pub enum Command {
     /// Create the profile's tables (when missing) and cometa's change log,
     /// indexes and triggers in --db, then exit. Never alters the app's columns.
     Migrate,
-    /// Check --profile (keys, templates, SQL against its schema, and against
-    /// --db when given), print its routes, and exit 0; or name the file, line
-    /// and key of the first problem and exit 1.
+    /// Check the configuration (flags, COMETA_* variables, the --config
+    /// file: values, hold against the timeouts, folders, addresses) and
+    /// --profile (keys, templates, SQL against its schema, and against --db
+    /// when given); print the profile's routes and exit 0, or name each
+    /// problem (file, line and key for a profile) and exit 1.
     Check,
 }
 
@@ -176,6 +204,35 @@ pub struct ServeArgs {
     /// waiters with the least switching, so raise this only with cores to spare.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+
+    /// Where to serve /metrics, /healthz, /readyz and /_cometa/stats: a
+    /// loopback host:port or unix:/path. Off when not given.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+
+    /// Also answer GET /_cometa/stats on the public listener (off: it is on
+    /// the admin listener).
+    #[arg(long)]
+    pub public_stats: bool,
+
+    /// Log lines as text or as one JSON object per line.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. info or cometa=debug,info (RUST_LOG syntax); without
+    /// it RUST_LOG, else info. Re-read from --config on SIGHUP.
+    #[arg(long)]
+    pub log_level: Option<String>,
+
+    /// Seconds the browser waits for a long-poll before giving up (the frozen
+    /// front end: 40). --hold must stay below it.
+    #[arg(long, default_value_t = 40.0, value_parser = seconds)]
+    pub client_timeout: f64,
+
+    /// Seconds the proxy in front waits for an answer (nginx's
+    /// proxy_read_timeout; 60 by default). --hold must stay below it.
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
+    pub proxy_timeout: f64,
 }
 
 fn rate(s: &str) -> Result<f64, String> {
@@ -223,6 +280,8 @@ pub struct Config {
     pub limits: limits::Settings,
     /// Grace period on shutdown.
     pub shutdown_timeout: Duration,
+    /// Whether `/_cometa/stats` is answered on the public listener.
+    pub public_stats: bool,
 }
 
 impl ServeArgs {
@@ -265,6 +324,353 @@ impl ServeArgs {
                 trusted_proxies: self.trusted_proxies.clone(),
             },
             shutdown_timeout: Duration::from_secs_f64(self.shutdown_timeout),
+            public_stats: self.public_stats,
         })
+    }
+}
+
+/// Flags that the file and the environment do not set.
+const NOT_SETTABLE: &[&str] = &["help", "version", "config"];
+
+/// The command line's definition, each flag also read from `COMETA_<FLAG>`
+/// unless it names a variable of its own (`--db`: `CHAT_DB`).
+pub fn command() -> clap::Command {
+    Cli::command().mut_args(|a| {
+        let id = a.get_id().as_str().to_owned();
+        // `cometa check --hold 40` reads as `cometa --hold 40 check`.
+        let a = if NOT_SETTABLE.contains(&id.as_str()) {
+            a
+        } else {
+            a.global(true)
+        };
+        match a.get_long() {
+            Some(long) if a.get_env().is_none() && !NOT_SETTABLE.contains(&id.as_str()) => {
+                let var = format!("COMETA_{}", long.to_ascii_uppercase().replace('-', "_"));
+                a.env(var)
+            }
+            _ => a,
+        }
+    })
+}
+
+/// Parses the process's command line, environment and `--config` file; on
+/// an error prints it (with usage) and exits 2, as clap does.
+pub fn parse() -> Cli {
+    parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// Parses `args` (the program name first), the environment and the
+/// `--config` file they name: flags > environment > file > defaults.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let mut cmd = command();
+    let matches = cmd.clone().try_get_matches_from(&args)?;
+    if let Some(path) = matches.get_one::<PathBuf>("config") {
+        for (id, value) in read_file(path, &cmd)
+            .map_err(|e| cmd.error(clap::error::ErrorKind::ValueValidation, e))?
+        {
+            cmd = cmd.mut_arg(id, |a| a.default_value(value));
+        }
+        let matches = cmd.try_get_matches_from(&args)?;
+        return Cli::from_arg_matches(&matches);
+    }
+    Cli::from_arg_matches(&matches)
+}
+
+/// The settings of a `--config` file, as (flag id, value) pairs, each checked
+/// by its flag's own parser; an error names the file and the line.
+fn read_file(path: &Path, cmd: &clap::Command) -> Result<Vec<(String, String)>, String> {
+    use std::collections::BTreeMap;
+    use toml::{Spanned, Value};
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let table: BTreeMap<String, Spanned<Value>> = toml::from_str(&text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| format!(":{}", line_of(s.start)))
+            .unwrap_or_default();
+        format!("{}{at}: {}", path.display(), e.message())
+    })?;
+    let settable: Vec<&clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.get_long().is_some() && !NOT_SETTABLE.contains(&a.get_id().as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for (key, value) in &table {
+        let line = line_of(value.span().start);
+        let at = format!("{}:{line}", path.display());
+        let long = key.replace('_', "-");
+        let Some(arg) = settable
+            .iter()
+            .find(|a| a.get_long() == Some(long.as_str()))
+        else {
+            let known: Vec<&str> = settable.iter().filter_map(|a| a.get_long()).collect();
+            return Err(format!(
+                "{at}: unknown key `{key}` (known: {})",
+                known.join(", ")
+            ));
+        };
+        let text = match value.get_ref() {
+            Value::String(s) => s.clone(),
+            Value::Integer(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(format!(
+                    "{at}: `{key}` must be a string, number or boolean, not {}",
+                    other.type_str()
+                ));
+            }
+        };
+        if arg.get_action().takes_values() {
+            // The flag's own parser decides, as it would on the command line.
+            let flag = format!("--{long}");
+            clap::Command::new("cometa")
+                .arg((*arg).clone().env(None::<&str>).global(false))
+                .try_get_matches_from(["cometa", flag.as_str(), text.as_str()])
+                .map_err(|e| {
+                    let why = e.to_string();
+                    let why = why.trim().trim_start_matches("error: ");
+                    format!("{at}: `{key}`: {}", why.lines().next().unwrap_or(""))
+                })?;
+        } else if !matches!(value.get_ref(), Value::Boolean(_)) {
+            return Err(format!("{at}: `{key}` must be true or false"));
+        }
+        out.push((arg.get_id().as_str().to_owned(), text));
+    }
+    Ok(out)
+}
+
+/// What [`check`] found: errors stop the server, warnings do not.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Reasons the configuration cannot serve.
+    pub errors: Vec<String>,
+    /// Things that work but are probably not what was meant.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// Whether the configuration can serve.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Validates the whole configuration without changing anything: the flags'
+/// values, the hold against the client's and the proxy's timeouts, the static
+/// folder, the database's folder, the admin address and the log filter.
+/// `cometa check` prints the report; the server refuses to start on an error.
+pub fn check(cli: &Cli) -> Report {
+    let mut r = Report::default();
+    let serve = &cli.serve;
+    if let Err(e) = serve.config() {
+        r.errors.push(e);
+    }
+    for (limit, name, what) in [
+        (
+            serve.client_timeout,
+            "--client-timeout",
+            "the page gives up first and shows an error",
+        ),
+        (
+            serve.proxy_timeout,
+            "--proxy-timeout",
+            "the proxy answers 504 first",
+        ),
+    ] {
+        if serve.hold >= limit {
+            r.errors.push(format!(
+                "--hold {} must be below {name} {limit}: a quiet poll would not end with [] ({what})",
+                serve.hold
+            ));
+        } else if serve.hold > limit - 5.0 {
+            r.warnings.push(format!(
+                "--hold {} is within 5 s of {name} {limit}: a slow answer may still be cut",
+                serve.hold
+            ));
+        }
+    }
+    match std::fs::metadata(&serve.static_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => r.warnings.push(format!(
+            "--static-dir {} is not a folder: the front end will answer 404",
+            serve.static_dir.display()
+        )),
+        Err(e) => r.warnings.push(format!(
+            "--static-dir {}: {e}: the front end will answer 404",
+            serve.static_dir.display()
+        )),
+    }
+    if let Err(e) = check_db_path(&cli.db()) {
+        r.errors.push(e);
+    }
+    if let Some(addr) = &serve.admin_listen
+        && let Err(e) = crate::admin::allowed_address(addr)
+    {
+        r.errors.push(e);
+    }
+    if let Some(level) = &serve.log_level
+        && let Err(e) = tracing_subscriber::EnvFilter::builder().parse(level)
+    {
+        r.errors.push(format!("--log-level {level:?}: {e}"));
+    }
+    r
+}
+
+/// Whether the database at `db` can be opened for writing, or created: its
+/// folder (or the nearest folder that exists) must be a writable directory.
+fn check_db_path(db: &Path) -> Result<(), String> {
+    let shown = db.display();
+    match std::fs::metadata(db) {
+        Ok(m) if m.is_dir() => return Err(format!("--db {shown} is a folder, not a file")),
+        Ok(m) if m.permissions().readonly() => {
+            return Err(format!(
+                "--db {shown} is read-only: write permission is needed (cometa and PHP write it)"
+            ));
+        }
+        _ => {}
+    }
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    // The folder is created at start when missing: check the nearest that exists.
+    let mut existing = dir.as_path();
+    let meta = loop {
+        match std::fs::metadata(existing) {
+            Ok(m) => break m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match existing.parent() {
+                Some(p) if !p.as_os_str().is_empty() => existing = p,
+                _ if existing != Path::new(".") && existing.is_relative() => {
+                    existing = Path::new(".");
+                }
+                _ => return Err(format!("--db {shown}: no folder of it exists")),
+            },
+            Err(e) => return Err(format!("--db {shown}: folder {}: {e}", existing.display())),
+        }
+    };
+    if !meta.is_dir() {
+        return Err(format!(
+            "--db {shown}: {} is not a folder",
+            existing.display()
+        ));
+    }
+    // SQLite writes -wal and -shm files beside the database: the folder must
+    // take new files. Only trying tells (permissions, ACLs, read-only mounts).
+    let probe = existing.join(format!(".cometa-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "--db {shown}: write permission on the folder {} is needed (SQLite creates \
+             the -wal and -shm files there, for cometa and PHP alike): {e}",
+            existing.display()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cometa.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_flag_beats_the_file_which_beats_the_default() {
+        let (_d, path) = file("hold = 12\ntimezone = \"Europe/Paris\"\npublic-stats = true\n");
+        let p = path.to_str().unwrap();
+        let cli = parse_from(["cometa", "--config", p]).unwrap();
+        assert_eq!(cli.serve.hold, 12.0);
+        assert_eq!(cli.serve.timezone, "Europe/Paris");
+        assert!(cli.serve.public_stats);
+        assert_eq!(
+            cli.serve.max_connections, 10_000,
+            "not in the file: default"
+        );
+        let cli = parse_from(["cometa", "--config", p, "--hold", "3"]).unwrap();
+        assert_eq!(cli.serve.hold, 3.0);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_file_and_line() {
+        let (_d, path) = file("hold = 12\n\nholdd = 3\n");
+        let e = parse_from(["cometa", "--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cometa.toml:3: unknown key `holdd`"), "{e}");
+        let (_d, path) = file("listen = \"127.0.0.1:1\"\nhold = -4\n");
+        let e = parse_from(["cometa", "--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cometa.toml:2: `hold`"), "{e}");
+        let (_d, path) = file("hold = [1]\n");
+        let e = parse_from(["cometa", "--config", path.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cometa.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn a_hold_not_below_the_timeouts_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("chat.sqlite");
+        let db = db.to_str().unwrap();
+        let ok = check(&parse_from(["cometa", "--db", db, "--static-dir", "."]).unwrap());
+        assert!(ok.ok(), "{ok:?}");
+        let r = check(&parse_from(["cometa", "--db", db, "--hold", "40"]).unwrap());
+        assert!(
+            r.errors.iter().any(|e| e.contains("--client-timeout")),
+            "{r:?}"
+        );
+        let r = check(
+            &parse_from([
+                "cometa",
+                "--db",
+                db,
+                "--hold",
+                "30",
+                "--proxy-timeout",
+                "30",
+            ])
+            .unwrap(),
+        );
+        assert!(
+            r.errors.iter().any(|e| e.contains("--proxy-timeout")),
+            "{r:?}"
+        );
+        let r = check(&parse_from(["cometa", "--db", db, "--static-dir", "/nonexistent"]).unwrap());
+        assert!(
+            r.ok() && r.warnings.iter().any(|w| w.contains("--static-dir")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_db_folder_that_is_a_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("plain");
+        std::fs::write(&f, "").unwrap();
+        let db = f.join("chat.sqlite");
+        let e = check_db_path(&db).unwrap_err();
+        assert!(e.contains("is not a folder"), "{e}");
+        assert!(check_db_path(&dir.path().join("new/sub/chat.sqlite")).is_ok());
+        let e = check_db_path(dir.path()).unwrap_err();
+        assert!(e.contains("is a folder"), "{e}");
     }
 }

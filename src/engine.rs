@@ -21,7 +21,10 @@ use crate::error::StoreError;
 use crate::php::{self, Param};
 use crate::profile::templates::Scope;
 use crate::profile::{self, ErrorKind, Kind, Profile, Route, Source, Value};
-use crate::store::{Rows, Script, Store, now_ms};
+use crate::store::{Bound, Rows, Script, Store, now_ms};
+
+/// The longest a request waits for its detached statements to commit.
+const DETACHED_WAIT: Duration = Duration::from_millis(50);
 
 /// A finished answer; shared (`Arc`) among the waiters it is rendered for.
 #[derive(Debug)]
@@ -234,7 +237,7 @@ impl Served {
         scope.set("now", Value::Int(now.div_euclid(1000)));
         let body = match &answer.fixed {
             Some(b) => b.clone(),
-            None => profile::render(&p.env, &answer.template, &scope).unwrap_or_else(|e| {
+            None => p.render(&answer.template, &scope).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "the profile's error answer failed to render");
                 String::new()
             }),
@@ -296,7 +299,14 @@ impl Served {
         scope.set("now", Value::Int(now.div_euclid(1000)));
         scope.set("timed_out", Value::Int(0));
         scope.set("insert_id", Value::Null);
-        self.detached(ri, &scope, now);
+        if let Some(committed) = self.detached(ri, &scope, now) {
+            // Normally committed within a few ms, and then visible to the
+            // client's next request as PHP's mark was; but never waited for
+            // longer (another process may hold the write lock for seconds).
+            if let Ok(Ok(Err(e))) = tokio::time::timeout(DETACHED_WAIT, committed).await {
+                tracing::warn!(error = %e, "a detached statement failed");
+            }
+        }
         match self.run(ri, scope).await {
             Ok((reply, outcome)) => (reply, outcome),
             Err(e) => {
@@ -312,12 +322,17 @@ impl Served {
     }
 
     /// Queues the route's detached statements (first pass only), throttled.
-    fn detached(&self, ri: usize, scope: &Scope, now: i64) {
+    fn detached(
+        &self,
+        ri: usize,
+        scope: &Scope,
+        now: i64,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<crate::store::Boxed, StoreError>>> {
         let route = &self.profile.routes[ri];
         let mut picked = Vec::new();
         for (i, s) in route.sql.iter().enumerate().filter(|(_, s)| s.detached) {
             if let Some(w) = &s.when {
-                match profile::truthy(&self.profile.env, w, scope) {
+                match self.profile.truthy(w, scope) {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {
@@ -327,10 +342,21 @@ impl Served {
                 }
             }
             if let Some(every) = s.throttle {
+                // Keyed by what the statement writes, not by when: the clock's
+                // binds would make every run new.
                 let mut key = format!("{ri}/{i}");
-                for b in &s.binds {
+                for b in s
+                    .binds
+                    .iter()
+                    .filter(|b| !matches!(b.as_str(), "now" | "now_ms"))
+                {
                     key.push('\0');
-                    key.push_str(&bind(scope, b).to_string());
+                    match bind(scope, None, b) {
+                        Bound::Null => {}
+                        Bound::Int(x) => key.push_str(&x.to_string()),
+                        Bound::Real(x) => key.push_str(&x.to_string()),
+                        Bound::Text(t) => key.push_str(t),
+                    }
                 }
                 let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
                 if !self
@@ -345,44 +371,53 @@ impl Served {
             picked.push(i);
         }
         if picked.is_empty() {
-            return;
+            return None;
         }
         let mut script = RouteScript {
             profile: self.profile.clone(),
             route: ri,
             scope: scope.clone(),
             only: Some(picked),
+            insert_id: None,
         };
-        self.store.write_detached(move |r| r.run(&mut script));
+        self.store.write_detached(move |r| r.run(&mut script))
     }
 
     /// Runs the route, holding while its condition says so.
     async fn run(&self, ri: usize, scope: Scope) -> Result<(Arc<Reply>, Outcome), StoreError> {
         let route = &self.profile.routes[ri];
         let Some(hold) = &route.hold else {
-            let pass = self.pass(ri, &scope).await?;
+            let pass = self.pass(ri, &scope, None).await?;
             return Ok((pass.reply, Outcome::Immediate));
         };
         let deadline = tokio::time::Instant::now() + self.hold;
         // Subscribe before the first pass: a commit landing in between still wakes us.
         let mut subs = Vec::with_capacity(hold.wake.len());
-        for w in &hold.wake {
-            let value =
-                profile::render(&self.profile.env, &w.key, &scope).map_err(StoreError::Profile)?;
-            subs.push(
-                self.changes
-                    .subscribe(changes::key(&self.profile.topics[w.topic].name, &value)),
-            );
+        for (i, w) in hold.wake.iter().enumerate() {
+            let value = self
+                .profile
+                .render(&w.key, &scope)
+                .map_err(StoreError::Profile)?;
+            let key = changes::key(&self.profile.topics[w.topic].name, &value);
+            // One held request counts once, whatever the number of keys it waits on.
+            subs.push(if i == 0 {
+                self.changes.subscribe(key)
+            } else {
+                self.changes.subscribe_uncounted(key)
+            });
         }
         let question = (!route.writes && subs.len() == 1).then(|| self.question_key(ri, &scope));
         let mut quiet = question.as_deref().is_some_and(|q| subs[0].known_quiet(q));
         let mut last: Option<Arc<Reply>> = None;
         let mut woken = false;
+        let mut woken_at = std::time::Instant::now();
         loop {
             if !quiet {
-                let pass = self.pass(ri, &scope).await?;
+                // Boxed: while the request waits, its future keeps no room for a pass.
+                let pass = Box::pin(self.pass(ri, &scope, question.as_deref())).await?;
                 if !pass.hold {
                     let outcome = if woken {
+                        crate::metrics::record_wake_latency(woken_at);
                         Outcome::Answered
                     } else {
                         Outcome::Immediate
@@ -394,10 +429,22 @@ impl Served {
                 }
                 last = Some(pass.reply);
             }
-            let wake =
-                futures_util::future::select_all(subs.iter_mut().map(|s| s.changed().boxed()));
+            // One key (the usual case) is awaited in place; several, boxed.
+            let wake = async {
+                match subs.as_mut_slice() {
+                    [one] => {
+                        one.changed().await;
+                    }
+                    many => {
+                        futures_util::future::select_all(
+                            many.iter_mut().map(|s| s.changed().boxed()),
+                        )
+                        .await;
+                    }
+                }
+            };
             let ended = tokio::select! {
-                _ = wake => None,
+                () = wake => None,
                 () = tokio::time::sleep_until(deadline) => Some(Outcome::Empty),
                 () = self.shutdown.cancelled() => Some(Outcome::Shutdown),
             };
@@ -405,12 +452,17 @@ impl Served {
                 let reply = match last {
                     Some(r) => r,
                     // Spared the first pass by a quiet answer: run it now for the bytes.
-                    None => self.pass(ri, &scope).await?.reply,
+                    None => {
+                        Box::pin(self.pass(ri, &scope, question.as_deref()))
+                            .await?
+                            .reply
+                    }
                 };
                 return Ok((reply, outcome));
             }
             quiet = false;
             woken = true;
+            woken_at = std::time::Instant::now();
         }
     }
 
@@ -420,31 +472,30 @@ impl Served {
         let mut key = ri.to_string();
         for &p in &self.question[ri] {
             key.push('\0');
-            if let Some(v) = scope.var(&self.profile.params[p].name) {
-                key.push_str(&format!("{v:?}"));
+            match scope.var(&self.profile.params[p].name) {
+                None | Some(Value::Null) => key.push('n'),
+                Some(Value::Int(i)) => {
+                    key.push('i');
+                    key.push_str(&i.to_string());
+                }
+                Some(Value::Real(r)) => {
+                    key.push('r');
+                    key.push_str(&r.to_string());
+                }
+                Some(Value::Text(t)) => {
+                    key.push('t');
+                    key.push_str(t);
+                }
             }
         }
         key
     }
 
     /// One pass of the route's statements, and what to answer.
-    async fn pass(&self, ri: usize, scope: &Scope) -> Result<Pass, StoreError> {
+    async fn pass(&self, ri: usize, scope: &Scope, key: Option<&str>) -> Result<Pass, StoreError> {
         let route = &self.profile.routes[ri];
-        let mut scope = scope.clone();
-        // A statement that does not run leaves its result empty, not undefined.
-        for s in &route.sql {
-            if let Some(n) = &s.name {
-                scope.set_result(n, Arc::new(Rows::default()));
-            }
-        }
-        let scope = &scope;
-        let mut script = RouteScript {
-            profile: self.profile.clone(),
-            route: ri,
-            scope: scope.clone(),
-            only: None,
-        };
         if route.writes {
+            let mut script = RouteScript::new(self.profile.clone(), ri, scope.clone());
             let script = self
                 .store
                 .write(move |r| {
@@ -452,22 +503,29 @@ impl Served {
                     Ok(script)
                 })
                 .await?;
-            return finish(&self.profile, ri, script.scope);
+            return finish(&self.profile, ri, script.into_scope());
         }
-        let profile = self.profile.clone();
         let reads = route.sql.iter().filter(|s| !s.detached).count();
+        if reads == 0 {
+            return finish(
+                &self.profile,
+                ri,
+                RouteScript::new(self.profile.clone(), ri, scope.clone()).scope,
+            );
+        }
+        let key = key.map_or_else(|| self.question_key(ri, scope), str::to_owned);
+        // Built by the one caller that runs the read; those who join it only
+        // paid for the key.
+        let (profile, scope) = (self.profile.clone(), scope.clone());
         let work = move |r: &mut crate::store::Runner<'_>| {
+            let mut script = RouteScript::new(profile.clone(), ri, scope);
             if reads > 1 {
                 // One snapshot for all of them.
                 r.begin()?;
             }
             r.run(&mut script)?;
-            finish(&profile, ri, script.scope)
+            finish(&profile, ri, script.into_scope())
         };
-        if reads == 0 {
-            return finish(&self.profile, ri, scope.clone());
-        }
-        let key = self.question_key(ri, scope);
         let pass = self.store.read_shared(key, work).await?;
         Ok(Pass {
             hold: pass.hold,
@@ -476,11 +534,17 @@ impl Served {
     }
 }
 
+/// The result of a statement that did not run: no rows.
+static NO_ROWS: std::sync::LazyLock<Arc<Rows>> =
+    std::sync::LazyLock::new(|| Arc::new(Rows::default()));
+
 /// After the statements: hold, or the first case that applies, rendered.
 fn finish(profile: &Profile, ri: usize, mut scope: Scope) -> Result<Pass, StoreError> {
     let route = &profile.routes[ri];
     let hold = match &route.hold {
-        Some(h) => profile::truthy(&profile.env, &h.while_, &scope).map_err(StoreError::Profile)?,
+        Some(h) => profile
+            .truthy(&h.while_, &scope)
+            .map_err(StoreError::Profile)?,
         None => false,
     };
     if hold {
@@ -488,14 +552,15 @@ fn finish(profile: &Profile, ri: usize, mut scope: Scope) -> Result<Pass, StoreE
     }
     for case in &route.cases {
         if let Some(w) = &case.when
-            && !profile::truthy(&profile.env, w, &scope).map_err(StoreError::Profile)?
+            && !profile.truthy(w, &scope).map_err(StoreError::Profile)?
         {
             continue;
         }
         let answer = &profile.answers[case.answer];
         let body = match &answer.fixed {
             Some(b) => b.clone(),
-            None => profile::render(&profile.env, &answer.template, &scope)
+            None => profile
+                .render(&answer.template, &scope)
                 .map_err(StoreError::Profile)?,
         };
         return Ok(Pass {
@@ -561,18 +626,23 @@ fn question_params(profile: &Profile, route: &Route) -> Vec<usize> {
 
 /// The value bound to `:name`: a parameter or built-in, or `result__column`
 /// (the first row's column of an earlier result; NULL without rows).
-fn bind(scope: &Scope, name: &str) -> Value {
+fn bind<'a>(scope: &'a Scope, insert_id: Option<i64>, name: &str) -> Bound<'a> {
+    if name == "insert_id"
+        && let Some(id) = insert_id
+    {
+        return Bound::Int(id);
+    }
     if let Some(v) = scope.var(name) {
-        return v.clone();
+        return Bound::from(v);
     }
     if let Some((res, col)) = name.split_once("__")
         && let Some(rows) = scope.result(res)
         && let Some(c) = rows.columns.iter().position(|c| c == col)
         && let Some(row) = rows.rows.first()
     {
-        return row[c].clone();
+        return Bound::from(&row[c]);
     }
-    Value::Null
+    Bound::Null
 }
 
 /// A route's statements as the store runs them.
@@ -582,6 +652,35 @@ struct RouteScript {
     scope: Scope,
     /// Only these statements (the detached ones); `None`: all but those.
     only: Option<Vec<usize>>,
+    /// The row id the last inserting statement inserted (set in the scope at the end).
+    insert_id: Option<i64>,
+}
+
+impl RouteScript {
+    /// The scope after the run, `insert_id` included.
+    fn into_scope(mut self) -> Scope {
+        if let Some(id) = self.insert_id {
+            self.scope.set("insert_id", Value::Int(id));
+        }
+        self.scope
+    }
+
+    /// All of route `ri`'s statements (but the detached ones) over `scope`.
+    fn new(profile: Arc<Profile>, ri: usize, mut scope: Scope) -> RouteScript {
+        // A statement that does not run leaves its result empty, not undefined.
+        for s in &profile.routes[ri].sql {
+            if let Some(n) = &s.name {
+                scope.set_result(n, NO_ROWS.clone());
+            }
+        }
+        RouteScript {
+            profile,
+            route: ri,
+            scope,
+            only: None,
+            insert_id: None,
+        }
+    }
 }
 
 impl Script for RouteScript {
@@ -601,21 +700,22 @@ impl Script for RouteScript {
             None => {}
         }
         match &s.when {
-            Some(w) => {
-                profile::truthy(&self.profile.env, w, &self.scope).map_err(StoreError::Profile)
-            }
+            Some(w) => self
+                .profile
+                .truthy(w, &self.scope)
+                .map_err(StoreError::Profile),
             None => Ok(true),
         }
     }
 
-    fn bind(&self, _i: usize, name: &str) -> Value {
-        bind(&self.scope, name)
+    fn bind(&self, _i: usize, name: &str) -> Bound<'_> {
+        bind(&self.scope, self.insert_id, name)
     }
 
     fn record(&mut self, i: usize, rows: Rows, inserted: Option<i64>) {
         let s = &self.profile.routes[self.route].sql[i];
-        if let Some(id) = inserted {
-            self.scope.set("insert_id", Value::Int(id));
+        if inserted.is_some() {
+            self.insert_id = inserted;
         }
         if let Some(n) = &s.name {
             self.scope.set_result(n, Arc::new(rows));

@@ -1,18 +1,20 @@
-//! The `cometa` binary: flags, logging, bind, serve, shut down.
+//! The `cometa` binary: configuration, logging, bind, serve, signals, shut down.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use cometa::admin::{self, Admin};
 use cometa::changes::Changes;
-use cometa::config::{Cli, Command};
+use cometa::config::{self, Cli, Command};
 use cometa::engine::Engine;
+use cometa::health::Readiness;
 use cometa::limits::{self, Limits};
+use cometa::logging::{self, Logging};
 use cometa::profile::{Profile, ProfileError};
 use cometa::routes::App;
 use cometa::server::{self, Listener};
@@ -20,20 +22,27 @@ use cometa::store::{self, Checker, Schema, Store, WriterSetup};
 use cometa::watcher::ForeignWrites;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = config::parse();
+    let filter = logging::initial_filter(cli.serve.log_level.as_deref());
+    let logging = match logging::init(cli.serve.log_format, &filter) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            eprintln!("cometa: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run(cli, &logging);
+    // The last lines reach stderr when the logger is dropped.
+    drop(logging);
+    code
+}
 
+fn run(cli: Cli, logging: &Arc<Logging>) -> ExitCode {
     let db = cli.db();
     let tz = match jiff::tz::TimeZone::get(&cli.serve.timezone) {
         Ok(tz) => tz,
         Err(e) => {
-            eprintln!("cometa: --timezone {:?}: {e}", cli.serve.timezone);
+            tracing::error!("--timezone {:?}: {e}", cli.serve.timezone);
             return ExitCode::from(2);
         }
     };
@@ -46,35 +55,63 @@ fn main() -> ExitCode {
     ) {
         Ok(p) => Arc::new(p),
         Err(e) => {
-            eprintln!("cometa: invalid profile: {e}");
+            tracing::error!("invalid profile: {e}");
             return ExitCode::FAILURE;
         }
     };
     match cli.command {
-        Some(Command::Check) => {
-            // `cometa check | head` must not panic on a closed pipe.
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "{}", profile.describe()).and_then(|()| writeln!(out, "ok"));
-            return ExitCode::SUCCESS;
-        }
-        Some(Command::Migrate) => {
-            return match store::migrate(&db, schema(&profile)) {
-                Ok(()) => {
-                    println!("migrated {} for profile {}", db.display(), profile.name);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("cometa: migrate {}: {e}", db.display());
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        None => {}
+        Some(Command::Check) => check(&cli, &profile),
+        Some(Command::Migrate) => match store::migrate(&db, schema(&profile)) {
+            Ok(()) => {
+                println!("migrated {} for profile {}", db.display(), profile.name);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(db = %db.display(), error = %e, "migrate failed");
+                ExitCode::FAILURE
+            }
+        },
+        None => serve(cli, profile, Arc::clone(logging)),
     }
+}
+
+/// `cometa check`: the profile's routes and the configuration's report on stdout.
+fn check(cli: &Cli, profile: &Profile) -> ExitCode {
+    let report = config::check(cli);
+    // `cometa check | head` must not panic on a closed pipe.
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{}", profile.describe());
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    for e in &report.errors {
+        let _ = writeln!(out, "error: {e}");
+    }
+    if report.ok() {
+        let _ = writeln!(out, "ok");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn serve(cli: Cli, profile: Arc<Profile>, logging: Arc<Logging>) -> ExitCode {
+    let report = config::check(&cli);
+    for w in &report.warnings {
+        tracing::warn!("{w}");
+    }
+    if !report.ok() {
+        for e in &report.errors {
+            tracing::error!("{e}");
+        }
+        tracing::error!("not starting: fix the configuration (`cometa check` tells the same)");
+        return ExitCode::from(2);
+    }
+    let db = cli.db();
     let mut config = match cli.serve.config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("cometa: {e}");
+            tracing::error!("{e}");
             return ExitCode::from(2);
         }
     };
@@ -95,15 +132,41 @@ fn main() -> ExitCode {
     let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("cometa: cannot start the runtime: {e}");
+            tracing::error!(error = %e, "cannot start the runtime");
             return ExitCode::FAILURE;
         }
     };
     runtime.block_on(async move {
         store::set_busy_timeout(Duration::from_secs_f64(cli.serve.busy_timeout));
+        let prometheus = match cometa::metrics::install() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!("{e}; /metrics stays empty");
+                None
+            }
+        };
+        // Bind before anything else: an address in use costs no migration and
+        // no thread, and the socket queues connections while the rest starts.
+        let listener = match cometa::listener::public(&cli.serve.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(listen = %cli.serve.listen, error = %e, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        let admin_listener = match &cli.serve.admin_listen {
+            None => None,
+            Some(addr) => match Listener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!(admin_listen = %addr, error = %e, "cannot listen");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
         let changes = Arc::new(Changes::default());
         if let Err(e) = store::migrate(&db, schema(&profile)) {
-            eprintln!("cometa: database {}: {e}", db.display());
+            tracing::error!(db = %db.display(), error = %e, "cannot migrate the database");
             return ExitCode::FAILURE;
         }
         let foreign = match ForeignWrites::start(
@@ -112,32 +175,24 @@ fn main() -> ExitCode {
             Duration::from_secs_f64(cli.serve.fallback_poll),
             changes.clone(),
         ) {
-            Ok(w) => w,
+            Ok(w) => Arc::new(w),
             Err(e) => {
-                eprintln!("cometa: watching {}: {e}", db.display());
+                tracing::error!(db = %db.display(), error = %e, "cannot watch the database");
                 return ExitCode::FAILURE;
             }
         };
-        let poke = foreign.poke();
         let setup = WriterSetup {
             app_schema: profile.schema.clone(),
             extra_sql: profile.extra_sql.clone(),
             topics: profile.topics.clone(),
             maintenance: profile.maintenance.clone(),
             retention: retention(&profile, &cli.serve),
-            on_commit: Box::new(move || poke.poke()),
+            changes: changes.clone(),
         };
         let store = match Store::open(&db, cli.serve.durability, setup) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("cometa: database {}: {e}", db.display());
-                return ExitCode::FAILURE;
-            }
-        };
-        let listener = match Listener::bind(&cli.serve.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("cometa: cannot listen on {}: {e}", cli.serve.listen);
+                tracing::error!(db = %db.display(), error = %e, "cannot open the database");
                 return ExitCode::FAILURE;
             }
         };
@@ -150,18 +205,56 @@ fn main() -> ExitCode {
             store::interrupt_waits();
         });
         let app = Arc::new(App {
-            engine: Engine::new(profile.clone(), store.clone(), changes, config.hold, shutdown.clone()),
+            engine: Engine::new(
+                profile.clone(),
+                store.clone(),
+                changes,
+                config.hold,
+                shutdown.clone(),
+            ),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             limits: Limits::new(config.limits.clone()),
             config,
         });
-        tracing::info!(db = %db.display(), profile = %profile.name, hold = ?app.config.hold, "serving");
-        // Tests and scripts wait for this line to learn the bound port.
+        tracing::info!(
+            db = %db.display(),
+            profile = %profile.name,
+            hold = ?app.config.hold,
+            version = cometa::metrics::VERSION,
+            commit = cometa::metrics::COMMIT,
+            "serving"
+        );
+        // Tests and scripts wait for these lines to learn the bound ports.
         println!("cometa listening on {}", listener.describe());
+        let admin_task = admin_listener.map(|l| {
+            println!("cometa admin on {}", l.describe());
+            let checks: Vec<Arc<dyn Readiness>> = vec![
+                Arc::new(store.clone()) as Arc<dyn Readiness>,
+                foreign.clone(),
+            ];
+            let admin = Arc::new(Admin {
+                prometheus: prometheus.unwrap_or_else(|| {
+                    metrics_exporter_prometheus::PrometheusBuilder::new()
+                        .build_recorder()
+                        .handle()
+                }),
+                app: app.clone(),
+                checks,
+                dropped_log_lines: Some(logging.dropped_counter()),
+            });
+            tokio::spawn(admin::run(l, admin, shutdown.clone()))
+        });
         let _ = std::io::stdout().flush();
+        notify_systemd(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("serving"),
+        ]);
 
-        tokio::spawn(signals(shutdown.clone()));
+        tokio::spawn(signals(shutdown.clone(), logging, cli, app.clone()));
         server::run(listener, app, shutdown).await;
+        if let Some(t) = admin_task {
+            let _ = t.await;
+        }
         drop(foreign);
         // Every sender has been answered or dropped: let the writer finish its queue.
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
@@ -170,34 +263,76 @@ fn main() -> ExitCode {
     })
 }
 
-/// The retention rules the flags ask for, from the profile's statements.
-fn retention(p: &Profile, flags: &cometa::config::ServeArgs) -> Vec<store::Retention> {
-    let mut rules = Vec::new();
-    if flags.retain_days > 0.0 {
-        match &p.retention_by_age {
-            Some((sql, _)) => rules.push(store::Retention {
-                sql: sql.clone(),
-                max_age: Some(Duration::from_secs_f64(flags.retain_days * 86_400.0)),
-                keep: None,
-            }),
-            None => {
-                tracing::warn!(profile = %p.name, "--retain-days is ignored: the profile has no [retention] by_age")
+/// Tells systemd (`Type=notify`) where we are; nothing without `NOTIFY_SOCKET`.
+fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// SIGTERM or SIGINT cancel `shutdown`; SIGHUP reloads what can change
+/// without dropping a waiter, and never stops the server.
+async fn signals(shutdown: CancellationToken, logging: Arc<Logging>, running: Cli, app: Arc<App>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+            _ = hup.recv() => {
+                reload(&logging, &running, &app).await;
+                continue;
             }
         }
+        break;
     }
-    if flags.retain_per_room > 0 {
-        match &p.retention_by_count {
-            Some((sql, _)) => rules.push(store::Retention {
-                sql: sql.clone(),
-                max_age: None,
-                keep: Some(flags.retain_per_room),
-            }),
-            None => {
-                tracing::warn!(profile = %p.name, "--retain-per-room is ignored: the profile has no [retention] by_count")
-            }
+    notify_systemd(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
+    shutdown.cancel();
+}
+
+/// SIGHUP: reads the configuration again (the `--config` file; flags and the
+/// environment are those of the start) and applies what can change while
+/// serving: the log filter and the profile (read again from its file, checked
+/// against the database, then swapped in; requests in flight keep the old
+/// one). Logs go to stderr (journald or the supervisor's file), so there is no
+/// file to reopen.
+async fn reload(logging: &Logging, running: &Cli, app: &App) {
+    let new = match config::parse_from(std::env::args_os()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(
+                error = %e.to_string().trim(),
+                "SIGHUP: configuration not reloaded; still serving with the previous one"
+            );
+            return;
         }
+    };
+    let filter = logging::initial_filter(new.serve.log_level.as_deref());
+    match logging.set_filter(&filter) {
+        Ok(()) => tracing::info!(%filter, "SIGHUP: log filter reloaded"),
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: log filter not changed"),
     }
-    rules
+    reload_profile(&new, app).await;
+    // Hook: limits that can change without dropping a waiter are applied
+    // here once they can be swapped; every other setting takes effect at the
+    // next (socket-activated, gap-free) restart.
+    let mut unchanged = new.serve;
+    unchanged.log_level.clone_from(&running.serve.log_level);
+    if format!("{unchanged:?}") != format!("{:?}", running.serve) || new.db != running.db {
+        tracing::warn!(
+            "SIGHUP: settings other than the log filter and the profile changed; they take effect at the next restart"
+        );
+    }
 }
 
 /// What the database needs for `p`.
@@ -240,19 +375,56 @@ fn load_profile(
     Ok(profile)
 }
 
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM"),
-        _ = int.recv() => tracing::info!("SIGINT"),
+/// Loads the profile `new` names (its file may have changed), prepares its
+/// tables and change-log triggers (as at start-up), checks its statements
+/// against the database, and serves it; on any error keeps the running one.
+async fn reload_profile(new: &Cli, app: &App) {
+    let (name, db, tz) = (new.profile.clone(), new.db(), new.serve.timezone.clone());
+    let loaded = tokio::task::spawn_blocking(move || {
+        let tz = jiff::tz::TimeZone::get(&tz).map_err(|e| format!("--timezone {tz:?}: {e}"))?;
+        let profile = load_profile(&name, &tz, None).map_err(|e| e.to_string())?;
+        store::migrate(&db, schema(&profile)).map_err(|e| e.to_string())?;
+        load_profile(&name, &tz, Some(&db)).map_err(|e| e.to_string())
+    })
+    .await;
+    match loaded {
+        Ok(Ok(profile)) => {
+            tracing::info!(profile = %profile.name, origin = %profile.origin, "SIGHUP: profile reloaded");
+            app.engine.reload(Arc::new(profile));
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "SIGHUP: profile not reloaded; still serving the previous one")
+        }
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: profile not reloaded"),
     }
-    shutdown.cancel();
+}
+
+/// The retention rules the flags ask for, from the profile's statements.
+fn retention(p: &Profile, flags: &cometa::config::ServeArgs) -> Vec<store::Retention> {
+    let mut rules = Vec::new();
+    if flags.retain_days > 0.0 {
+        match &p.retention_by_age {
+            Some((sql, _)) => rules.push(store::Retention {
+                sql: sql.clone(),
+                max_age: Some(Duration::from_secs_f64(flags.retain_days * 86_400.0)),
+                keep: None,
+            }),
+            None => {
+                tracing::warn!(profile = %p.name, "--retain-days is ignored: the profile has no [retention] by_age")
+            }
+        }
+    }
+    if flags.retain_per_room > 0 {
+        match &p.retention_by_count {
+            Some((sql, _)) => rules.push(store::Retention {
+                sql: sql.clone(),
+                max_age: None,
+                keep: Some(flags.retain_per_room),
+            }),
+            None => {
+                tracing::warn!(profile = %p.name, "--retain-per-room is ignored: the profile has no [retention] by_count")
+            }
+        }
+    }
+    rules
 }

@@ -119,6 +119,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         let Some(route) = engine.route(&path, &input) else {
             return Err(ApiError::NotFound);
         };
+        crate::access::note_route(&engine.profile().routes[route].label());
         if engine.profile().routes[route].rate_limited {
             // The user name is the request's `user` parameter, trimmed, when it has one.
             let user = match params.get("user") {
@@ -133,21 +134,19 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
                 return Ok(response(&engine.error(ErrorKind::RateLimited, "", "")));
             }
         }
-        let (reply, _outcome) = engine.answer(route, &input).await;
+        let (reply, outcome) = engine.answer(route, &input).await;
+        crate::access::note_outcome(outcome);
         return Ok(response(&reply));
     }
     match (req.method(), path) {
-        (&Method::GET, "/_cometa/stats") => Ok(text(
-            StatusCode::OK,
-            "application/json",
-            format!(
-                r#"{{"waiters":{},"connections":{},"rooms":{},"queries":{}}}"#,
-                engine.changes().waiters(),
-                app.open_connections(),
-                engine.changes().keys(),
-                crate::store::statements(),
-            ),
-        )),
+        (&Method::GET, "/_cometa/stats") if app.config.public_stats => {
+            crate::access::note_route("stats");
+            Ok(text(
+                StatusCode::OK,
+                "application/json",
+                crate::admin::stats_json(app),
+            ))
+        }
         (&Method::GET | &Method::HEAD, _) => {
             static_files::serve(&app.config.static_dir, path, req.method() == Method::HEAD).await
         }

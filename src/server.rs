@@ -24,23 +24,26 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::access;
 use crate::limits::{self, Client, Peer};
+use crate::logging::RateLimit;
 use crate::profile::ErrorKind;
 use crate::routes::{self, App};
 
-/// A bound socket: TCP or a unix socket (removed again on drop).
+/// A bound socket: TCP or a unix socket (removed again on drop when this
+/// process made it; an inherited one, see `listener`, has no path to remove).
 pub enum Listener {
     /// `host:port`
     Tcp(TcpListener),
     /// `unix:/path`
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener, Option<PathBuf>),
 }
 
 impl Listener {
@@ -51,7 +54,7 @@ impl Listener {
         if let Some(path) = addr.strip_prefix("unix:") {
             let path = PathBuf::from(path);
             remove_stale_socket(&path)?;
-            Ok(Listener::Unix(UnixListener::bind(&path)?, path))
+            Ok(Listener::Unix(UnixListener::bind(&path)?, Some(path)))
         } else {
             let mut last = None;
             for a in tokio::net::lookup_host(addr).await? {
@@ -76,23 +79,32 @@ impl Listener {
                 Ok(a) => format!("http://{a}"),
                 Err(_) => "tcp".into(),
             },
-            Listener::Unix(_, p) => format!("unix:{}", p.display()),
+            Listener::Unix(l, _) => match l.local_addr() {
+                Ok(a) => match a.as_pathname() {
+                    Some(p) => format!("unix:{}", p.display()),
+                    None => "unix:(unnamed)".into(),
+                },
+                Err(_) => "unix".into(),
+            },
         }
     }
 
-    async fn accept(&self, send_buffer: usize) -> io::Result<(Sock, Peer)> {
+    /// Whether the peers are a local proxy (a unix socket): their
+    /// `X-Real-IP`/`X-Forwarded-For` are believed for the access log.
+    pub fn trusts_proxy_headers(&self) -> bool {
+        matches!(self, Listener::Unix(..))
+    }
+
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, String)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                if send_buffer > 0 {
-                    let _ = socket2::SockRef::from(&s).set_send_buffer_size(send_buffer);
-                }
-                Ok((Sock::Tcp(s), Peer::Tcp(peer)))
+                Ok((Stream::Tcp(s), peer.to_string()))
             }
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
-                Ok((Sock::Unix(s), Peer::Unix))
+                Ok((Stream::Unix(s), "unix".into()))
             }
         }
     }
@@ -139,17 +151,70 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
+        if let Listener::Unix(_, Some(path)) = self {
             let _ = std::fs::remove_file(path);
         }
     }
 }
 
-/// An accepted connection of either kind. hyper reads and writes it through
+/// An accepted connection of either kind.
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An accepted connection, shared: hyper reads and writes it through
 /// [`Io`] while the connection's task watches it for a reset, so it is shared.
 enum Sock {
     Tcp(TcpStream),
     Unix(UnixStream),
+}
+
+impl From<Stream> for Sock {
+    fn from(s: Stream) -> Sock {
+        match s {
+            Stream::Tcp(s) => Sock::Tcp(s),
+            Stream::Unix(s) => Sock::Unix(s),
+        }
+    }
 }
 
 macro_rules! each {
@@ -348,11 +413,13 @@ const MAX_BUF_SIZE: usize = 64 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken) {
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let header_timeout = app.config.header_timeout;
+    let trusted_proxy = listener.trusts_proxy_headers();
     let refusals = Arc::new(Semaphore::new(limits::MAX_REFUSALS));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(app.config.header_timeout)
+        .header_read_timeout(header_timeout)
         .max_header_size(app.config.max_header_size)
         .max_buf_size(MAX_BUF_SIZE.max(app.config.max_header_size + 8192))
         .writev(true);
@@ -361,9 +428,9 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
     let mut http_tcp = http.clone();
     http_tcp.half_close(true);
     loop {
-        let (sock, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept(app.config.send_buffer) => match accepted {
+            accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     accept_error(e).await;
@@ -371,46 +438,79 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
                 }
             },
         };
+        let from = match &stream {
+            Stream::Tcp(s) => {
+                if app.config.send_buffer > 0 {
+                    let _ = socket2::SockRef::from(s).set_send_buffer_size(app.config.send_buffer);
+                }
+                match s.peer_addr() {
+                    Ok(a) => Peer::Tcp(a),
+                    Err(_) => continue,
+                }
+            }
+            Stream::Unix(_) => Peer::Unix,
+        };
+        let sock = Sock::from(stream);
         let settings = app.limits.settings();
-        let trusted = settings.trusts(peer);
+        let trusted = settings.trusts(from);
         let Ok(permit) = app.connections.clone().try_acquire_owned() else {
-            tracing::warn!(?peer, "connection cap reached; answering 503");
+            metrics::counter!(crate::metrics::REJECTIONS, "reason" => "connection_cap")
+                .increment(1);
+            if let Some(times) = CAP_REACHED.hit() {
+                tracing::warn!(%peer, times, "connection cap reached; answering 503");
+            }
             refuse(sock, &refusals, &app, ErrorKind::Busy);
             continue;
         };
         // A proxy's connections are counted per request, by the client it names.
-        let direct = Client::of(peer);
+        let direct = Client::of(from);
         let Ok(slot) = app
             .limits
             .enter(if trusted { Client(None) } else { direct })
         else {
-            tracing::debug!(?peer, "per-client connection cap reached; answering 429");
+            metrics::counter!(crate::metrics::REJECTIONS, "reason" => "client_connection_cap")
+                .increment(1);
             refuse(sock, &refusals, &app, ErrorKind::RateLimited);
             continue;
         };
         let sock = Arc::new(sock);
         let svc_app = app.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            let app = svc_app.clone();
-            let (client, slot) = if trusted {
-                let client = app.limits.settings().client(peer, req.headers());
-                (client, Some(app.limits.enter(client)))
-            } else {
-                (direct, None)
-            };
-            req.extensions_mut().insert(client);
-            async move {
-                let _slot = match slot {
-                    Some(Err(_)) => {
-                        let reply = app.engine.current().error(ErrorKind::RateLimited, "", "");
-                        return Ok(routes::response(&reply));
-                    }
-                    slot => slot,
-                };
-                routes::handle(app, req).await
-            }
+        let peer_info = Arc::new(access::Peer {
+            addr: peer.clone(),
+            trusted_proxy: trusted_proxy || trusted,
         });
-        let http = match peer {
+        // Told when a request arrives (a permit is kept if nobody waits yet).
+        let started = Arc::new(Notify::new());
+        let service = {
+            let started = started.clone();
+            service_fn(move |mut req: Request<Incoming>| {
+                started.notify_one();
+                let app = svc_app.clone();
+                let peer_info = peer_info.clone();
+                let (client, slot) = if trusted {
+                    let client = app.limits.settings().client(from, req.headers());
+                    (client, Some(app.limits.enter(client)))
+                } else {
+                    (direct, None)
+                };
+                req.extensions_mut().insert(client);
+                async move {
+                    access::logged(&peer_info, req, |req| async move {
+                        let _slot = match slot {
+                            Some(Err(_)) => {
+                                let reply =
+                                    app.engine.current().error(ErrorKind::RateLimited, "", "");
+                                return Ok(routes::response(&reply));
+                            }
+                            slot => slot,
+                        };
+                        routes::handle(app, req).await
+                    })
+                    .await
+                }
+            })
+        };
+        let http = match from {
             Peer::Tcp(_) => &http_tcp,
             Peer::Unix => &http,
         };
@@ -418,12 +518,12 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
             TokioIo::new(Io::new(sock.clone(), app.config.write_timeout)),
             service,
         );
-        let conn = graceful.watch(conn);
-        let span = tracing::debug_span!("conn", ?peer);
-        tokio::spawn(
+        let span = tracing::debug_span!("conn", %peer);
+        let shutdown = shutdown.clone();
+        connections.spawn(
             async move {
                 tokio::select! {
-                    r = conn => if let Err(e) = r {
+                    r = drain(conn, &started, &shutdown, header_timeout) => if let Err(e) = r {
                         tracing::debug!(error = %e, "connection ended with an error");
                     },
                     () = sock.reset() => tracing::debug!("reset by the client"),
@@ -435,15 +535,57 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
         );
     }
     drop(listener);
+    connections.close();
     let grace = app.config.shutdown_timeout;
     tracing::info!("shutting down: no new connections; draining for up to {grace:?}");
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
     {
         tracing::warn!("grace period over; closing the remaining connections");
     }
 }
+
+/// How long, at shutdown, a connection accepted just before may take to send
+/// its first request.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Serves `conn` until it ends; at shutdown, ends it gracefully: the request in
+/// flight finishes, then it closes. hyper closes an idle connection at once,
+/// and a connection accepted just before the shutdown (nginx's, or one queued
+/// in a systemd socket during a restart) counts as idle until its request has
+/// been read: such a connection first gets [`FIRST_REQUEST_GRACE`] (at most
+/// the header timeout) for its request, so that it is answered, not dropped.
+async fn drain<S>(
+    conn: http1::Connection<TokioIo<Io>, S>,
+    started: &Notify,
+    shutdown: &CancellationToken,
+    header_timeout: Duration,
+) -> hyper::Result<()>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return res,
+        () = shutdown.cancelled() => {}
+    }
+    tokio::select! {
+        res = conn.as_mut() => return res,
+        () = started.notified() => {}
+        () = tokio::time::sleep(FIRST_REQUEST_GRACE.min(header_timeout)) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
+}
+
+/// One warning per interval, with a count, for events a client can cause at will.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+static CAP_REACHED: RateLimit = RateLimit::new(WARN_EVERY);
+static ACCEPT_FAILED: RateLimit = RateLimit::new(WARN_EVERY);
 
 /// How long a refusal may take: writing its answer, then reading what the
 /// client sent until it closes (closing on unread bytes would reset the
@@ -503,7 +645,9 @@ async fn accept_error(e: io::Error) {
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::ConnectionReset => {}
         _ => {
-            tracing::error!(error = %e, "accept failed; backing off");
+            if let Some(times) = ACCEPT_FAILED.hit() {
+                tracing::error!(error = %e, times, "accept failed; backing off");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -13,7 +13,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+use crate::changes::Changes;
 use crate::error::StoreError;
 use crate::profile::{Topic, Value};
 
@@ -111,11 +112,42 @@ pub trait Script {
     fn sql(&self, i: usize) -> &str;
     /// Whether statement `i` runs now (after the earlier ones).
     fn runs(&mut self, i: usize) -> Result<bool, StoreError>;
-    /// The value bound to `:name` in statement `i`.
-    fn bind(&self, i: usize, name: &str) -> Value;
+    /// The value bound to `:name` in statement `i` (borrowed: no copy).
+    fn bind(&self, i: usize, name: &str) -> Bound<'_>;
     /// What statement `i` returned, and the row id it inserted (an `INSERT`
     /// or `REPLACE` that added a row).
     fn record(&mut self, i: usize, rows: Rows, inserted: Option<i64>);
+}
+
+/// A value to bind, borrowed from the script.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound<'a> {
+    /// NULL.
+    Null,
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Real(f64),
+    /// Text.
+    Text(&'a str),
+}
+
+impl<'a> From<&'a Value> for Bound<'a> {
+    fn from(v: &'a Value) -> Bound<'a> {
+        match v {
+            Value::Null => Bound::Null,
+            Value::Int(i) => Bound::Int(*i),
+            Value::Real(r) => Bound::Real(*r),
+            Value::Text(s) => Bound::Text(s),
+        }
+    }
+}
+
+/// Whether `sql` inserts rows (so that the last inserted row id means something).
+fn inserts(sql: &str) -> bool {
+    let head = sql.trim_start().as_bytes();
+    let starts = |w: &[u8]| head.len() >= w.len() && head[..w.len()].eq_ignore_ascii_case(w);
+    starts(b"INSERT") || starts(b"REPLACE")
 }
 
 /// Runs scripts on one connection (a reader's, or the writer's transaction).
@@ -128,7 +160,7 @@ impl Runner<'_> {
     /// (ended when the connection goes back to the pool).
     pub fn begin(&mut self) -> Result<(), StoreError> {
         count(1);
-        self.conn.execute_batch("BEGIN")?;
+        self.conn.prepare_cached("BEGIN")?.execute([])?;
         Ok(())
     }
 
@@ -144,20 +176,17 @@ impl Runner<'_> {
                 let Some(name) = st.parameter_name(p) else {
                     continue;
                 };
-                let v = script.bind(i, &name[1..]);
-                match v {
-                    Value::Null => st.raw_bind_parameter(p, rusqlite::types::Null)?,
-                    Value::Int(x) => st.raw_bind_parameter(p, x)?,
-                    Value::Real(x) => st.raw_bind_parameter(p, x)?,
-                    Value::Text(s) => st.raw_bind_parameter(p, s)?,
+                match script.bind(i, &name[1..]) {
+                    Bound::Null => st.raw_bind_parameter(p, rusqlite::types::Null)?,
+                    Bound::Int(x) => st.raw_bind_parameter(p, x)?,
+                    Bound::Real(x) => st.raw_bind_parameter(p, x)?,
+                    Bound::Text(s) => st.raw_bind_parameter(p, s)?,
                 }
             }
-            let columns: Arc<[String]> =
-                st.column_names().iter().map(|c| (*c).to_owned()).collect();
-            let mut out = Rows {
-                columns,
-                rows: Vec::new(),
-            };
+            let mut out = Rows::default();
+            if st.column_count() > 0 {
+                out.columns = st.column_names().iter().map(|c| (*c).to_owned()).collect();
+            }
             let n = out.columns.len();
             let mut rows = st.raw_query();
             while let Some(row) = rows.next()? {
@@ -168,14 +197,7 @@ impl Runner<'_> {
                 out.rows.push(vals);
             }
             drop(rows);
-            let verb = script
-                .sql(i)
-                .trim_start()
-                .get(..7)
-                .unwrap_or("")
-                .to_ascii_uppercase();
-            let inserted = ((verb.starts_with("INSERT") || verb.starts_with("REPLACE"))
-                && self.conn.changes() > 0)
+            let inserted = (inserts(script.sql(i)) && self.conn.changes() > 0)
                 .then(|| self.conn.last_insert_rowid());
             script.record(i, out, inserted);
         }
@@ -205,7 +227,8 @@ fn value(v: ValueRef<'_>, sql: &str, col: usize) -> Value {
     }
 }
 
-type Boxed = Box<dyn Any + Send>;
+/// A job's answer, of the type its caller knows.
+pub type Boxed = Box<dyn Any + Send>;
 type JobFn = Box<dyn FnOnce(&mut Runner<'_>) -> Result<Boxed, StoreError> + Send>;
 
 /// What the writer does for a job.
@@ -239,6 +262,11 @@ struct Inner {
     replaced: AtomicBool,
     /// The `-wal` and `-shm` files of the file open now, with their identity.
     sidecars: Mutex<Vec<Sidecar>>,
+    /// Added to the change log's sequences: after a reopen, the new file's
+    /// sequences (which may be lower) still rise above every one signalled.
+    seq_offset: AtomicI64,
+    /// The highest (offset) sequence signalled so far.
+    max_signalled: AtomicI64,
     /// Bumped on every reopen; a reader of an older one is not pooled again.
     generation: AtomicU64,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
@@ -410,10 +438,29 @@ fn writable(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Creates a missing database file as a group-writable one (mode 0666 less
+/// the umask: 0660 under the unit's `UMask=0007`). SQLite would create it
+/// 0644 less the umask, read-only for the PHP app's group; its `-wal` and
+/// `-shm` files take the database file's mode, so this one decides for all.
+fn create_shared(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o666)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Io(path.to_owned(), e)),
+    }
+}
+
 fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(dir.to_owned(), e))?;
     }
+    create_shared(path)?;
     let conn = Connection::open(path)?;
     conn.busy_handler(Some(busy))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -429,6 +476,17 @@ fn open_writer(path: &Path, durability: Durability) -> Result<Connection, StoreE
         },
     )?;
     Ok(conn)
+}
+
+/// Opens the existing database at `path` and takes its write lock for a
+/// moment (`BEGIN IMMEDIATE; ROLLBACK`), waiting at most `wait` for another
+/// process's lock: `Ok` when a write could be committed now.
+pub fn check_writable(path: &Path, wait: Duration) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.busy_timeout(wait)?;
+    count(2);
+    conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+    Ok(())
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -513,8 +571,8 @@ pub struct WriterSetup {
     pub maintenance: Vec<(String, Duration)>,
     /// Retention statements (off unless the operator asks).
     pub retention: Vec<Retention>,
-    /// Called after every commit (the watcher looks at the change log).
-    pub on_commit: Box<dyn Fn() + Send>,
+    /// Signalled with the keys each commit changed (the change log's new rows).
+    pub changes: Arc<Changes>,
 }
 
 impl Store {
@@ -532,6 +590,8 @@ impl Store {
             identity: Mutex::new(file_id(path)),
             sidecars: Mutex::new(sidecars(path)),
             replaced: AtomicBool::new(false),
+            seq_offset: AtomicI64::new(0),
+            max_signalled: AtomicI64::new(0),
             generation: AtomicU64::new(0),
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(None),
@@ -548,6 +608,11 @@ impl Store {
             .map_err(|e| StoreError::Io(path.to_owned(), e))?;
         *inner.writer.lock().expect("writer lock") = Some(writer);
         Ok(Store { inner })
+    }
+
+    /// Wakes the waiters of keys the watcher found in the change log.
+    pub fn signal(&self, changes: &Changes, keys: Vec<(String, String, i64)>) {
+        signal(&self.inner, changes, keys);
     }
 
     /// Lets the writer run its maintenance (and prune the change log) even
@@ -656,23 +721,28 @@ impl Store {
         Ok(*out.downcast::<T>().expect("the job's own type"))
     }
 
-    /// Queues `f` for the writer without waiting for it; dropped (and logged)
-    /// when the queue is full. For writes that must never delay an answer.
-    pub fn write_detached<F>(&self, f: F)
+    /// Queues `f` for the writer without making anyone wait for it: the
+    /// answer says when it is committed, for a caller that wants to wait a
+    /// little; dropped (and logged) when the queue is full. For writes that
+    /// must never hold an answer back (a poll's presence mark).
+    pub fn write_detached<F>(&self, f: F) -> Option<oneshot::Receiver<Result<Boxed, StoreError>>>
     where
         F: FnOnce(&mut Runner<'_>) -> Result<(), StoreError> + Send + 'static,
     {
-        let Ok(jobs) = self.sender() else { return };
+        let jobs = self.sender().ok()?;
         let run: JobFn = Box::new(move |r| f(r).map(|()| Box::new(()) as Boxed));
+        let (reply, committed) = oneshot::channel();
         if jobs
             .try_send(Job {
                 work: Work::Run(run),
-                reply: None,
+                reply: Some(reply),
             })
             .is_err()
         {
             tracing::debug!("write queue full; a detached write was dropped");
+            return None;
         }
+        Some(committed)
     }
 
     /// Runs `f` on a read-only connection.
@@ -697,7 +767,9 @@ impl Store {
             };
             let out = f(&mut Runner { conn: &conn });
             if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
+                let _ = conn
+                    .prepare_cached("ROLLBACK")
+                    .and_then(|mut s| s.execute([]));
             }
             if born == inner.generation.load(Ordering::Relaxed) {
                 inner
@@ -766,6 +838,12 @@ impl Store {
         out
     }
 
+    /// Whether the writer thread runs (for `/readyz`).
+    pub fn writer_alive(&self) -> bool {
+        let writer = self.inner.writer.lock().expect("writer lock");
+        writer.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
     /// Stops taking writes, lets the writer commit what is queued, and waits for it.
     pub fn close(&self) {
         self.inner.jobs.lock().expect("jobs lock").take();
@@ -787,9 +865,6 @@ pub struct VersionProbe {
     conn: Connection,
     version: i64,
     seen: i64,
-    /// Added to the sequences of this file: after a reopen, the new file's
-    /// sequences (which may be lower) still rise above every one signalled.
-    offset: i64,
     /// Closed (the file was replaced): nothing to look at until reopened.
     released: bool,
 }
@@ -806,7 +881,6 @@ impl VersionProbe {
             conn,
             version,
             seen,
-            offset: 0,
             released: false,
         })
     }
@@ -819,11 +893,9 @@ impl VersionProbe {
         }
     }
 
-    /// A probe of the database now at `path`, its sequences continuing above this one's.
+    /// A probe of the database now at `path`.
     pub fn reopen(&self, path: &Path) -> Result<VersionProbe, StoreError> {
-        let mut p = VersionProbe::open(path)?;
-        p.offset = self.offset + self.seen + 1;
-        Ok(p)
+        VersionProbe::open(path)
     }
 
     /// `(topic, key, seq)` logged since the last call, one per key with its
@@ -848,10 +920,7 @@ impl VersionProbe {
         if let Some(max) = keys.iter().map(|k| k.2).max() {
             self.seen = max;
         }
-        Ok(keys
-            .into_iter()
-            .map(|(t, k, seq)| (t, k, seq + self.offset))
-            .collect())
+        Ok(keys)
     }
 }
 
@@ -878,6 +947,8 @@ fn writer_loop(
     let mut last_run: Vec<Duration> = vec![Duration::ZERO; setup.maintenance.len()];
     let mut last_prune = Duration::ZERO;
     let n = setup.retention.len();
+    // The change log's highest sequence this writer has signalled.
+    let mut written = max_seq(&conn).unwrap_or(0);
     let (mut retained_at, mut retain_more, mut retained) =
         (vec![Duration::ZERO; n], vec![false; n], vec![0u64; n]);
     while let Some(first) = rx.blocking_recv() {
@@ -927,6 +998,11 @@ fn writer_loop(
             let result = reopen(&inner.path, durability, &setup).map(|(c, id)| {
                 conn = c;
                 *inner.identity.lock().expect("identity lock") = id;
+                inner.seq_offset.store(
+                    inner.max_signalled.load(Ordering::Relaxed) + 1,
+                    Ordering::Relaxed,
+                );
+                written = max_seq(&conn).unwrap_or(0);
                 *inner.sidecars.lock().expect("sidecars lock") = sidecars(&inner.path);
                 inner.generation.fetch_add(1, Ordering::Relaxed);
                 inner.idle_readers.lock().expect("reader pool").clear();
@@ -948,7 +1024,19 @@ fn writer_loop(
             batch.iter().map(|_| Err(StoreError::Replaced)).collect()
         } else {
             let results = commit(&mut conn, &mut batch);
-            (setup.on_commit)();
+            crate::metrics::record_batch(batch.len(), results.iter().all(Result::is_ok), rx.len());
+            // Wake the keys this commit changed now, without a thread hop; the
+            // watcher finds the same rows later and, the sequences being
+            // known, wakes nobody twice.
+            match changed_since(&conn, written) {
+                Ok(keys) => {
+                    if let Some(max) = keys.iter().map(|k| k.2).max() {
+                        written = max;
+                    }
+                    signal(inner, &setup.changes, keys);
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the change log failed"),
+            }
             results
         };
         for (job, result) in batch.drain(..).zip(results) {
@@ -1008,6 +1096,38 @@ fn writer_loop(
         }
     }
     tracing::debug!("writer stopped");
+}
+
+/// The change log's highest sequence.
+fn max_seq(conn: &Connection) -> Result<i64, StoreError> {
+    count(1);
+    Ok(
+        conn.query_row("SELECT IFNULL(MAX(seq), 0) FROM cometa_changes", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// `(topic, key, seq)` logged above `after`, one per key with its highest sequence.
+fn changed_since(conn: &Connection, after: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+    count(1);
+    let mut st = conn.prepare_cached(
+        "SELECT topic, key, MAX(seq) FROM cometa_changes WHERE seq > ?1 GROUP BY topic, key",
+    )?;
+    let keys = st
+        .query_map([after], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+/// Wakes the waiters of each key, its sequence moved above every earlier file's.
+fn signal(inner: &Inner, changes: &Changes, keys: Vec<(String, String, i64)>) {
+    let offset = inner.seq_offset.load(Ordering::Relaxed);
+    for (topic, value, seq) in keys {
+        let seq = seq + offset;
+        inner.max_signalled.fetch_max(seq, Ordering::Relaxed);
+        changes.notify(&crate::changes::key(&topic, &value), seq);
+    }
 }
 
 /// Opens and migrates the database now at `path`.
@@ -1087,36 +1207,48 @@ fn commit(conn: &mut Connection, jobs: &mut [Job]) -> Vec<Result<Boxed, StoreErr
             })
             .collect::<Vec<_>>()
     };
-    count(2);
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(e.into(), jobs.len()),
+    // Cached statements: these run for every batch and every job.
+    let exec = |conn: &Connection, sql: &str| -> Result<(), StoreError> {
+        count(1);
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
     };
+    if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+        return fail_all(e, jobs.len());
+    }
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
         let Work::Run(run) = std::mem::replace(&mut job.work, Work::Reopen) else {
             results.push(Err(StoreError::Closed));
             continue;
         };
-        count(2);
-        if let Err(e) = tx.execute_batch("SAVEPOINT job") {
-            results.push(Err(e.into()));
+        if let Err(e) = exec(conn, "SAVEPOINT job") {
+            results.push(Err(e));
             continue;
         }
-        let out = run(&mut Runner { conn: &tx });
+        let out = run(&mut Runner { conn });
         let end = if out.is_ok() {
-            "RELEASE job"
+            Ok(())
         } else {
-            "ROLLBACK TO job; RELEASE job"
+            exec(conn, "ROLLBACK TO job")
         };
-        if let Err(e) = tx.execute_batch(end) {
-            results.push(Err(e.into()));
+        if let Err(e) = end.and_then(|()| exec(conn, "RELEASE job")) {
+            results.push(Err(e));
             continue;
         }
         results.push(out);
     }
-    if let Err(e) = tx.commit() {
-        return fail_all(e.into(), jobs.len());
+    // An I/O error or a full disk can roll the whole transaction back.
+    let committed = if conn.is_autocommit() {
+        Err(StoreError::Failed("the transaction was rolled back".into()))
+    } else {
+        exec(conn, "COMMIT")
+    };
+    if let Err(e) = committed {
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
+        return fail_all(e, jobs.len());
     }
     results
 }
@@ -1151,12 +1283,12 @@ mod tests {
         fn runs(&mut self, _: usize) -> Result<bool, StoreError> {
             Ok(true)
         }
-        fn bind(&self, i: usize, name: &str) -> Value {
+        fn bind(&self, i: usize, name: &str) -> Bound<'_> {
             self.0[i]
                 .1
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map_or(Value::Null, |(_, v)| v.clone())
+                .map_or(Bound::Null, |(_, v)| Bound::from(v))
         }
         fn record(&mut self, _: usize, rows: Rows, _: Option<i64>) {
             self.1.push(rows);
@@ -1195,7 +1327,7 @@ mod tests {
                 topics,
                 maintenance: Vec::new(),
                 retention: Vec::new(),
-                on_commit: Box::new(|| {}),
+                changes: Arc::new(Changes::default()),
             },
         )
         .expect("open")

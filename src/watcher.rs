@@ -1,7 +1,6 @@
-//! The watcher of commits: wakes the requests held on the keys that a commit
-//! changed, whoever committed it — our own writer (which tells the watcher
-//! after each commit) or another process (the legacy PHP app) writing the same
-//! file.
+//! The watcher of foreign commits: wakes the requests held on the keys that a
+//! commit by another process (the legacy PHP app) writing the same file
+//! changed. (Our own writer signals the keys of its commits itself.)
 //!
 //! A file-system event on the database's folder (the `-wal` file or the
 //! database itself) is only a hint; `PRAGMA data_version` on a dedicated
@@ -61,22 +60,9 @@ pub enum WatchMode {
 enum Hint {
     /// A file event: look now and again a few times (see [`FOLLOW_UPS`]).
     Look,
-    /// Our writer committed: one look is enough.
-    Ours,
     /// From now on, check that the file open is the file at the path.
     Guard(Store),
     Stop,
-}
-
-/// Tells the watcher that our writer committed.
-#[derive(Clone)]
-pub struct Poke(mpsc::Sender<Hint>);
-
-impl Poke {
-    /// Look at the change log now.
-    pub fn poke(&self) {
-        let _ = self.0.send(Hint::Ours);
-    }
 }
 
 /// The running watcher; stops its thread on drop.
@@ -91,11 +77,6 @@ impl ForeignWrites {
     /// store has open; reopens it and wakes every waiter when it was replaced.
     pub fn guard(&self, store: Store) {
         let _ = self.hints.send(Hint::Guard(store));
-    }
-
-    /// A handle for our writer to say it committed.
-    pub fn poke(&self) -> Poke {
-        Poke(self.hints.clone())
     }
 
     /// Starts watching the database at `db`; `fallback` is the longest a
@@ -145,7 +126,6 @@ impl ForeignWrites {
                             Hint::Stop => stop = true,
                             // A burst of events needs one look now, and the follow-ups.
                             Hint::Look => look = true,
-                            Hint::Ours => {}
                             Hint::Guard(store) => guard = Some(store),
                         }
                     }
@@ -177,10 +157,19 @@ impl ForeignWrites {
                             changes.wake_all();
                         }
                     }
+                    metrics::counter!(crate::metrics::WATCHER_PROBES).increment(1);
                     match probe.changed() {
                         Ok(keys) => {
-                            for (topic, value, seq) in keys {
-                                changes.notify(&crate::changes::key(&topic, &value), seq);
+                            if !keys.is_empty() {
+                                metrics::counter!(crate::metrics::WATCHER_CHANGES).increment(1);
+                            }
+                            match &guard {
+                                Some(store) => store.signal(&changes, keys),
+                                None => {
+                                    for (topic, value, seq) in keys {
+                                        changes.notify(&crate::changes::key(&topic, &value), seq);
+                                    }
+                                }
                             }
                         }
                         Err(e) => tracing::warn!(error = %e, "checking for foreign writes failed"),
@@ -193,6 +182,13 @@ impl ForeignWrites {
             thread: Some(thread),
             _events: events,
         })
+    }
+}
+
+impl ForeignWrites {
+    /// Whether the watcher's thread runs (for `/readyz`).
+    pub fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 }
 
@@ -241,6 +237,7 @@ fn file_events(db: &Path, hints: mpsc::Sender<Hint>) -> notify::Result<notify::R
             })
         });
         if ours {
+            metrics::counter!(crate::metrics::WATCHER_EVENTS).increment(1);
             let _ = hints.send(Hint::Look);
         }
     })?;

@@ -460,6 +460,7 @@ fn unix_socket_is_never_taken_over_from_a_live_server() {
     let sock = dir.path().join("cometa.sock");
     let start = |db: &str| {
         Command::new(env!("CARGO_BIN_EXE_cometa"))
+            .arg("--public-stats")
             .arg("--listen")
             .arg(format!("unix:{}", sock.display()))
             .arg("--db")

@@ -78,10 +78,9 @@ fn listen_path(last_id: i64, room: &str, user: Option<&str>) -> String {
     format!("/listenToRecive.php?{}", form(&q))
 }
 
-/// cometa's waiter count, through the site's `/_cometa/stats` (loopback only).
+/// cometa's waiter count, from its admin listener's `/_cometa/stats`.
 fn waiters(s: &Stack) -> u64 {
-    let r = get(s.site, "/_cometa/stats");
-    from(s, &r, Upstream::Cometa);
+    let r = get(s.cometa_admin, "/_cometa/stats");
     assert_eq!(r.status, 200, "stats: {r}");
     let t = r.text();
     let rest = t
@@ -299,7 +298,12 @@ fn presence_and_typing_agree_whichever_side_wrote_them() {
     // Presence marked by either long-poll (history: answered at once).
     let r = get(s.site, &listen_path(0, room, Some("dave")));
     from(&s, &r, Upstream::Cometa);
-    assert_eq!(users_both(&s, room), 4, "dave, marked by cometa's poll");
+    // cometa writes a poll's mark in the background (it never delays the poll).
+    common::wait_for(
+        Duration::from_secs(5),
+        "dave, marked by cometa's poll",
+        || (users_both(&s, room) == 4).then_some(()),
+    );
     let r = get(s.inverse, &listen_path(0, room, Some("fred")));
     from(&s, &r, Upstream::PhpFpm);
     assert_eq!(users_both(&s, room), 5, "fred, marked by PHP's poll");
@@ -489,6 +493,80 @@ fn restarting_cometa_behind_nginx_loses_nothing() {
     );
 }
 
+/// With socket activation (`deploy/cometa.socket`) the socket outlives
+/// cometa: during a restart nginx's connections wait in its queue, so no poll
+/// and no send gets a 502, and nothing is lost.
+#[test]
+fn a_socket_activated_restart_behind_nginx_fails_no_request() {
+    if !stack_or_skip("a_socket_activated_restart_behind_nginx_fails_no_request") {
+        return;
+    }
+    let mut s = Stack::start_socket_activated("5");
+    let room = "activated";
+    let mut sent = vec![send(&s, s.site, Upstream::PhpFpm, "ana", "m0", room)];
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (seen, stop, room) = (seen.clone(), stop.clone(), room.to_string());
+        let site = s.site;
+        thread::spawn(move || follower(site, room, seen, stop))
+    };
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let _stop_guard = StopOnDrop(stop.clone());
+    wait_for(Duration::from_secs(5), "cometa to hold the poll", || {
+        (waiters(&s) == 1).then_some(())
+    });
+
+    // Restart; sends through cometa (the inverse site) go on meanwhile.
+    let inverse = s.inverse;
+    let sender = thread::spawn(move || {
+        (1..=20)
+            .map(|i| {
+                let r = post(
+                    inverse,
+                    "/sendMessage.php",
+                    &form(&[
+                        ("user", "bob"),
+                        ("message", &format!("m{i}")),
+                        ("room", "activated"),
+                    ]),
+                );
+                assert_eq!(r.status, 200, "a send during the restart: {r}");
+                thread::sleep(Duration::from_millis(10));
+                parse_send_ok(&r)
+            })
+            .collect::<Vec<i64>>()
+    });
+    thread::sleep(Duration::from_millis(50));
+    let st = s.stop_cometa();
+    assert!(st.success(), "cometa's exit status after SIGTERM: {st:?}");
+    s.start_cometa();
+    sent.extend(sender.join().expect("a send failed during the restart"));
+    sent.push(send(&s, s.site, Upstream::PhpFpm, "ana", "end", room));
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !handle.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not get \"end\""
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    if let Err(e) = handle.join() {
+        std::panic::resume_unwind(e);
+    }
+    let seen = seen.lock().unwrap();
+    let ids: Vec<i64> = seen.msgs.iter().map(|m| m.id).collect();
+    assert_eq!(ids, sent, "ids the follower received vs ids sent");
+    let bad_gateways = seen.answers.iter().filter(|a| a.1 == 502).count();
+    assert_eq!(bad_gateways, 0, "502s during a socket-activated restart");
+}
+
 // ---------------------------------------------------------------------------
 // The site itself
 // ---------------------------------------------------------------------------
@@ -572,9 +650,10 @@ fn the_site_serves_the_front_end_and_passes_the_poll_untouched() {
     c.assert_400("missing user");
     same_answer("a 400 to a POST", &c, &p);
 
-    // The monitoring counters, from loopback.
+    // The monitoring counters: on cometa's admin listener, never through the site.
     let r = get(s.site, "/_cometa/stats");
-    from(&s, &r, Upstream::Cometa);
+    assert_eq!(r.status, 404, "{r}");
+    let r = get(s.cometa_admin, "/_cometa/stats");
     assert!(r.text().starts_with(r#"{"waiters":0,"#), "{r}");
 }
 
@@ -624,17 +703,19 @@ fn placeholders(text: &str) -> Vec<String> {
 fn deploy_files_keep_hold_below_client_timeout_below_proxy_timeouts() {
     let read = |f: &str| std::fs::read_to_string(deploy_file(f)).unwrap();
     let service = read("cometa.service");
+    let defaults = read("cometa.default");
+    let socket = read("cometa.socket");
     let site = read("nginx-cometa.conf");
     let pool = read("php-fpm-pool.conf");
     let chat_js =
         std::fs::read_to_string(common::php::web_root().join("chat.js")).expect("chat.js");
 
-    let hold = seconds_after(&service, "--hold", "cometa.service")[0];
+    let hold = seconds_after(&defaults, "COMETA_HOLD", "cometa.default")[0];
     let client = seconds_after(&chat_js, "POLL_TIMEOUT_MS", "chat.js")[0] / 1000.0;
     let proxy = seconds_after(&site, "proxy_read_timeout", "nginx-cometa.conf");
     let fastcgi = seconds_after(&site, "fastcgi_read_timeout", "nginx-cometa.conf");
     let terminate = seconds_after(&pool, "request_terminate_timeout", "php-fpm-pool.conf")[0];
-    let stop_grace = seconds_after(&service, "--shutdown-timeout", "cometa.service")[0];
+    let stop_grace = seconds_after(&defaults, "COMETA_SHUTDOWN_TIMEOUT", "cometa.default")[0];
     let stop_timeout = seconds_after(&service, "TimeoutStopSec", "cometa.service")[0];
 
     assert!(
@@ -659,6 +740,8 @@ fn deploy_files_keep_hold_below_client_timeout_below_proxy_timeouts() {
         "proxy_buffering off;",
         "gzip off;",
         "X-Forwarded-For $proxy_add_x_forwarded_for",
+        // Certificate renewals stay reachable despite the dotfile rule.
+        "location ^~ /.well-known/acme-challenge/",
     ] {
         assert!(site.contains(needed), "nginx-cometa.conf lacks {needed:?}");
     }
@@ -679,7 +762,25 @@ fn deploy_files_keep_hold_below_client_timeout_below_proxy_timeouts() {
         "ProtectSystem=strict",
         "ReadWritePaths=/var/lib/chat",
         "UMask=0007",
+        "Type=notify",
+        "EnvironmentFile=/etc/default/cometa",
+        "Requires=cometa.socket",
+        "RuntimeDirectoryPreserve=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(service.contains(needed), "cometa.service lacks {needed:?}");
+    }
+    for needed in [
+        "ListenStream=/run/cometa/cometa.sock",
+        "SocketGroup=www-data",
+    ] {
+        assert!(socket.contains(needed), "cometa.socket lacks {needed:?}");
+    }
+    // The pool is rendered from the same file as cometa's settings.
+    for needed in ["$COMETA_HOLD", "$COMETA_TIMEZONE", "$CHAT_DB"] {
+        assert!(
+            readme.contains(needed),
+            "deploy/README.md does not render {needed}"
+        );
     }
 }

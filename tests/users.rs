@@ -125,3 +125,26 @@ fn distinct_users_are_counted_once_across_endpoints() {
     s.typing("user=Ana").assert_json("[]");
     assert_eq!(s.users("main"), 2);
 }
+
+#[test]
+fn a_poll_rewrites_its_presence_mark_at_most_once_a_second() {
+    let s = Server::start();
+    common::parse_messages(&s.listen_q("lastId=0&user=ana"));
+    let seen = || -> i64 {
+        common::wait_for(std::time::Duration::from_secs(5), "ana's mark", || {
+            s.db()
+                .query_row("SELECT seen_ms FROM presence WHERE user = 'ana'", [], |r| {
+                    r.get(0)
+                })
+                .ok()
+        })
+    };
+    let first = seen();
+    // Polls right after it do not write the mark again (a send, awaited,
+    // is queued behind any mark they would have written).
+    for _ in 0..5 {
+        common::parse_messages(&s.listen_q("lastId=0&user=ana"));
+    }
+    s.send("bob", "flush", "other");
+    assert_eq!(seen(), first, "the mark was rewritten within the second");
+}

@@ -58,7 +58,10 @@ impl Conn {
         body: &[u8],
     ) -> io::Result<Response> {
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n{headers}");
-        if method == "POST" {
+        if method == "POST" && body.is_empty() {
+            // As XMLHttpRequest's send(null): no body, no Content-Type.
+            req.push_str("Content-Length: 0\r\n");
+        } else if method == "POST" {
             req.push_str(&format!(
                 "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
                 body.len()

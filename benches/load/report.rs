@@ -58,7 +58,7 @@ fn table(r: &Results, title: &str, key: &str, digits: usize) {
     }
 }
 
-pub(crate) fn print(path: &str) {
+fn read(path: &str) -> Results {
     let text = std::fs::read_to_string(path).expect("--report FILE");
     let mut r = Results {
         values: BTreeMap::new(),
@@ -78,6 +78,11 @@ pub(crate) fn print(path: &str) {
             r.values.insert((label.to_owned(), key.to_owned(), n), v);
         }
     }
+    r
+}
+
+pub(crate) fn print(path: &str) {
+    let r = read(path);
 
     println!("## Memory: server RSS per idle waiter, KiB ((RSS with N − RSS with 0) / N)");
     table(
@@ -216,6 +221,316 @@ pub(crate) fn print(path: &str) {
     }
     if !r.notes.is_empty() {
         println!("\nNotes:\n");
+        for (l, n, t) in &r.notes {
+            println!("- {l}, N = {n}: {t}");
+        }
+    }
+}
+
+/// Values of `key` at `n` over the rounds of `label` (labels `LABEL@ROUND`), sorted.
+fn rounds(r: &Results, label: &str, key: &str, n: usize) -> Vec<f64> {
+    let mut v: Vec<f64> = r
+        .values
+        .iter()
+        .filter(|((l, k, m), v)| {
+            l.split_once('@').is_some_and(|(l, _)| l == label)
+                && k == key
+                && *m == n
+                && v.is_finite()
+        })
+        .map(|(_, v)| *v)
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    match v.len() {
+        0 => None,
+        l if l % 2 == 1 => Some(v[l / 2]),
+        l => Some((v[l / 2 - 1] + v[l / 2]) / 2.0),
+    }
+}
+
+/// "median (min–max)" of the rounds.
+fn spread(v: &[f64], digits: usize) -> String {
+    match (median(v), v.first(), v.last()) {
+        (Some(m), Some(lo), Some(hi)) if v.len() > 1 => {
+            format!("{m:.digits$} ({lo:.digits$}–{hi:.digits$})")
+        }
+        (Some(m), _, _) => format!("{m:.digits$}"),
+        _ => "–".into(),
+    }
+}
+
+/// The figures of issue 8, from rows labelled `base@R`, `new@R` and `omegle@R`
+/// (R the round): medians over the rounds, with their range.
+pub(crate) fn print_profiles(path: &str) {
+    let r = read(path);
+    let n_of = |label: &str, key: &str| {
+        r.values
+            .keys()
+            .filter(|(l, k, _)| l.starts_with(&format!("{label}@")) && k == key)
+            .map(|(_, _, n)| *n)
+            .max()
+    };
+    let rounds_of = |label: &str| {
+        r.values
+            .keys()
+            .filter_map(|(l, _, _)| {
+                l.split_once('@')
+                    .filter(|(l, _)| *l == label)
+                    .map(|(_, k)| k.to_owned())
+            })
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let fan = n_of("base", "fanout_start_p50_ms")
+        .or(n_of("new", "fanout_start_p50_ms"))
+        .unwrap_or(0);
+    let mem = n_of("base", "rss_per_waiter_kib")
+        .or(n_of("new", "rss_per_waiter_kib"))
+        .unwrap_or(0);
+    let senders = n_of("base", "sends_per_s")
+        .or(n_of("new", "sends_per_s"))
+        .unwrap_or(0);
+    let rows: Vec<(String, &str, usize, usize)> = vec![
+        (
+            format!("fan-out to {fan}: p50 from the send's start, ms"),
+            "fanout_start_p50_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("fan-out to {fan}: p99 from the send's start, ms"),
+            "fanout_start_p99_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("fan-out to {fan}: p50 from the send's answer, ms"),
+            "fanout_ack_p50_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("fan-out to {fan}: p99 from the send's answer, ms"),
+            "fanout_ack_p99_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("fan-out to {fan}: the send's answer, ms"),
+            "fanout_send_answer_p50_ms",
+            fan,
+            1,
+        ),
+        (
+            format!("sends/s, {senders} senders"),
+            "sends_per_s",
+            senders,
+            0,
+        ),
+        (
+            format!("send answer p50, {senders} senders, ms"),
+            "send_answer_p50_ms",
+            senders,
+            2,
+        ),
+        (
+            format!("send answer p99, {senders} senders, ms"),
+            "send_answer_p99_ms",
+            senders,
+            2,
+        ),
+        (
+            format!("to a follower p99, {senders} senders, ms"),
+            "follower_p99_ms",
+            senders,
+            1,
+        ),
+        (
+            format!("RSS per idle waiter ({mem}), KiB"),
+            "rss_per_waiter_kib",
+            mem,
+            2,
+        ),
+        (
+            format!("server RSS with {mem} waiters, MiB"),
+            "rss_mib",
+            mem,
+            1,
+        ),
+        (
+            format!("idle SQL statements/s ({mem})"),
+            "idle_sql_per_s",
+            mem,
+            2,
+        ),
+        (format!("idle CPU % ({mem})"), "idle_cpu_pct", mem, 2),
+    ];
+    let get = |label: &str, key: &str, n: usize| {
+        if key == "rss_mib" {
+            rounds(&r, label, "rss_kib", n)
+                .iter()
+                .map(|v| v / 1024.0)
+                .collect()
+        } else {
+            rounds(&r, label, key, n)
+        }
+    };
+    println!(
+        "## classic: baseline (df4174a) against the profile engine, {} / {} rounds alternated\n",
+        rounds_of("base"),
+        rounds_of("new")
+    );
+    println!(
+        "| figure | baseline: median (min–max) | profile engine: median (min–max) | new / base (medians) |"
+    );
+    println!("| --- | --: | --: | --: |");
+    for (name, key, n, d) in &rows {
+        let (b, x) = (get("base", key, *n), get("new", key, *n));
+        if b.is_empty() && x.is_empty() {
+            continue;
+        }
+        println!(
+            "| {name} | {} | {} | {} |",
+            spread(&b, *d),
+            spread(&x, *d),
+            ratio(median(&x), median(&b))
+        );
+    }
+    let on = n_of("omegle", "fanout_start_p50_ms").unwrap_or(0);
+    let om = n_of("omegle", "rss_per_waiter_kib").unwrap_or(0);
+    let os = n_of("omegle", "sends_per_s").unwrap_or(0);
+    let orows: Vec<(String, &str, usize, usize)> = vec![
+        (
+            format!("fan-out to {on}: p50 from each send's start, ms"),
+            "fanout_start_p50_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p99 from each send's start, ms"),
+            "fanout_start_p99_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p50 from each send's answer, ms"),
+            "fanout_ack_p50_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p99 from each send's answer, ms"),
+            "fanout_ack_p99_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p50 from the round's start, ms"),
+            "fanout_round_p50_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: p99 from the round's start, ms"),
+            "fanout_round_p99_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: all {on} sends answered, ms"),
+            "fanout_fire_all_answered_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: send answer p50, ms"),
+            "fanout_send_answer_p50_ms",
+            on,
+            1,
+        ),
+        (
+            format!("fan-out to {on}: waiters reached, % (worst round)"),
+            "fanout_delivered_pct_min",
+            on,
+            1,
+        ),
+        (format!("sends/s, {os} senders"), "sends_per_s", os, 0),
+        (
+            format!("sends committed (counted in msgs), {os} senders"),
+            "sends_committed",
+            os,
+            0,
+        ),
+        (
+            format!("send answer p50, {os} senders, ms"),
+            "send_answer_p50_ms",
+            os,
+            2,
+        ),
+        (
+            format!("send answer p99, {os} senders, ms"),
+            "send_answer_p99_ms",
+            os,
+            2,
+        ),
+        (
+            format!("RSS per idle waiter ({om}), KiB"),
+            "rss_per_waiter_kib",
+            om,
+            2,
+        ),
+        (
+            format!("server RSS with {om} waiters, MiB"),
+            "rss_mib",
+            om,
+            1,
+        ),
+        (
+            format!("idle SQL statements/s ({om})"),
+            "idle_sql_per_s",
+            om,
+            2,
+        ),
+        (format!("idle CPU % ({om})"), "idle_cpu_pct", om, 2),
+        (format!("start + pair {on} users, s"), "pairing_secs", on, 1),
+    ];
+    println!(
+        "\n## omegle on the profile engine, {} rounds\n",
+        rounds_of("omegle")
+    );
+    println!("| figure | omegle: median (min–max) |");
+    println!("| --- | --: |");
+    for (name, key, n, d) in &orows {
+        let v = get("omegle", key, *n);
+        if !v.is_empty() {
+            println!("| {name} | {} |", spread(&v, *d));
+        }
+    }
+    let mut errs = Vec::new();
+    for l in ["base", "new", "omegle"] {
+        for k in [
+            "client_errors",
+            "client_timeouts",
+            "answers_not_ok",
+            "sends_failed",
+            "fanout_failed_sends",
+        ] {
+            let Some(n) = n_of(l, k) else { continue };
+            let total: f64 = rounds(&r, l, k, n).iter().sum();
+            if total > 0.0 {
+                errs.push(format!("{l}: {k} = {total:.0} (N = {n}, all rounds)"));
+            }
+        }
+    }
+    if !errs.is_empty() || !r.notes.is_empty() {
+        println!("\nErrors and notes:\n");
+        for e in errs {
+            println!("- {e}");
+        }
         for (l, n, t) in &r.notes {
             println!("- {l}, N = {n}: {t}");
         }

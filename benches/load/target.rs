@@ -16,6 +16,10 @@ pub(crate) enum Kind {
     /// nchan: `GET /sub/ROOM` (long-poll, follows Last-Modified/Etag),
     /// `POST /pub/ROOM`, `GET /nchan_status`.
     Nchan,
+    /// cometa serving the `omegle` profile (the "talk to a stranger" chat):
+    /// every request a POST with an empty body, parameters in the query
+    /// string; `listenToReceive.php?userId=U` answers one raw message text.
+    Omegle,
 }
 
 impl Kind {
@@ -24,7 +28,8 @@ impl Kind {
             "cometa" => Kind::Cometa,
             "php" => Kind::Php,
             "nchan" => Kind::Nchan,
-            _ => panic!("--target cometa|php|nchan"),
+            "omegle" => Kind::Omegle,
+            _ => panic!("--target cometa|php|nchan|omegle"),
         }
     }
 }
@@ -38,7 +43,16 @@ pub(crate) struct Cursor {
 }
 
 impl Kind {
-    /// Path and extra header lines of the next poll.
+    /// The method of a poll (the omegle page POSTs everything).
+    pub(crate) fn poll_method(self) -> &'static str {
+        match self {
+            Kind::Omegle => "POST",
+            _ => "GET",
+        }
+    }
+
+    /// Path and extra header lines of the next poll. For omegle `user` is
+    /// the waiter's user id.
     pub(crate) fn poll(self, room: &str, user: Option<&str>, c: &Cursor) -> (String, String) {
         match self {
             Kind::Cometa | Kind::Php => {
@@ -58,6 +72,10 @@ impl Kind {
                 }
                 (format!("/sub/{room}"), h)
             }
+            Kind::Omegle => (
+                format!("/listenToReceive.php?userId={}", user.unwrap_or("0")),
+                String::new(),
+            ),
         }
     }
 
@@ -78,12 +96,19 @@ impl Kind {
                     c.etag.clone_from(&r.etag);
                 }
             }
+            // A destructive queue: nothing to follow.
+            Kind::Omegle => {}
         }
     }
 
-    /// Path and body of a send.
+    /// Path and body of a send. For omegle `room` is the sender's user id and
+    /// `user` the recipient's (`sendMsg.php?userId=FROM&strangerId=TO&msg=…`).
     pub(crate) fn send(self, room: &str, user: &str, text: &str) -> (String, Vec<u8>) {
         match self {
+            Kind::Omegle => (
+                format!("/sendMsg.php?userId={room}&strangerId={user}&msg={text}"),
+                Vec::new(),
+            ),
             Kind::Cometa | Kind::Php => (
                 "/sendMessage.php".into(),
                 format!("room={room}&user={user}&message={text}").into_bytes(),
@@ -94,15 +119,25 @@ impl Kind {
 
     pub(crate) fn send_ok(self, status: u16) -> bool {
         match self {
-            Kind::Cometa | Kind::Php => status == 200,
+            Kind::Cometa | Kind::Php | Kind::Omegle => status == 200,
             Kind::Nchan => status == 201 || status == 202,
+        }
+    }
+
+    /// How many of the server's `waiters` one held poll counts for: cometa's
+    /// stats count subscriptions, and an omegle poll waits on two keys (its
+    /// inbox and its pairing row).
+    pub(crate) fn held_per_poll(self) -> usize {
+        match self {
+            Kind::Omegle => 2,
+            _ => 1,
         }
     }
 
     /// Waiters the server reports holding now (None when it cannot say).
     pub(crate) async fn server_waiters(self, addr: SocketAddr) -> Option<u64> {
         let (path, key) = match self {
-            Kind::Cometa => ("/_cometa/stats", "\"waiters\":"),
+            Kind::Cometa | Kind::Omegle => ("/_cometa/stats", "\"waiters\":"),
             Kind::Nchan => ("/nchan_status", "subscribers:"),
             Kind::Php => return None,
         };
@@ -112,7 +147,9 @@ impl Kind {
     /// SQL statements the server has run so far (cometa's stats only).
     pub(crate) async fn server_queries(self, addr: SocketAddr) -> Option<u64> {
         match self {
-            Kind::Cometa => stat_number(addr, "/_cometa/stats", "\"queries\":").await,
+            Kind::Cometa | Kind::Omegle => {
+                stat_number(addr, "/_cometa/stats", "\"queries\":").await
+            }
             _ => None,
         }
     }

@@ -240,6 +240,21 @@ pub struct Route {
     pub answer_inputs: Vec<String>,
 }
 
+impl Route {
+    /// A name for metrics and the access log: the path, and the dispatch
+    /// values when several routes share it (`/chat.php?act=send`).
+    pub fn label(&self) -> String {
+        let mut label = self.path.clone();
+        for (i, (k, v)) in self.matches.iter().enumerate() {
+            label.push(if i == 0 { '?' } else { '&' });
+            label.push_str(k);
+            label.push('=');
+            label.push_str(v);
+        }
+        label
+    }
+}
+
 /// Engine-level outcomes each profile answers in its own way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ErrorKind {
@@ -332,6 +347,8 @@ pub struct Profile {
     topic_lines: Vec<usize>,
     /// Templates (bodies and conditions) with PHP's filters.
     pub env: minijinja::Environment<'static>,
+    /// The templates and conditions simple enough to skip the engine, by name.
+    fast: HashMap<String, templates::Fast>,
 }
 
 impl fmt::Debug for Profile {
@@ -976,6 +993,22 @@ impl Profile {
             retention_by_age,
             retention_by_count,
             topic_lines,
+            fast: env
+                .templates()
+                .filter_map(|(name, t)| {
+                    let src = t.source();
+                    let fast = match src
+                        .strip_prefix("{% if ")
+                        .and_then(|r| r.strip_suffix(" %}1{% endif %}"))
+                    {
+                        Some(cond) if name.starts_with("when:") => {
+                            templates::Fast::of_condition(cond)
+                        }
+                        _ => templates::Fast::of_template(src),
+                    }?;
+                    Some((name.to_owned(), fast))
+                })
+                .collect(),
             env,
         })
     }
@@ -1033,6 +1066,19 @@ impl Profile {
             })?;
         }
         Ok(())
+    }
+
+    /// Renders template `name` (an answer body or a wake key) over `scope`.
+    pub fn render(&self, name: &str, scope: &templates::Scope) -> Result<String, String> {
+        if let Some(out) = self.fast.get(name).and_then(|f| f.render(scope)) {
+            return Ok(out);
+        }
+        templates::render(&self.env, name, scope)
+    }
+
+    /// Evaluates condition `name` over `scope`.
+    pub fn truthy(&self, name: &str, scope: &templates::Scope) -> Result<bool, String> {
+        self.render(name, scope).map(|s| s == "1")
     }
 
     /// The route for `path` whose `match` parameters agree with `raw`

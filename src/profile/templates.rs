@@ -228,12 +228,13 @@ fn to_j(v: &Value) -> J {
 }
 
 /// What templates see: named values (parameters and built-ins) and results.
+/// Cheap to clone: both lists are shared until one side changes.
 #[derive(Debug, Default, Clone)]
 pub struct Scope {
     /// Parameters and built-ins, by name.
-    pub vars: Vec<(String, Value)>,
+    vars: Arc<Vec<(String, Value)>>,
     /// Statement results, by name.
-    pub results: Vec<(String, Arc<Rows>)>,
+    results: Arc<Vec<(String, Arc<Rows>)>>,
 }
 
 impl Scope {
@@ -248,17 +249,22 @@ impl Scope {
 
     /// Sets a named value.
     pub fn set(&mut self, name: &str, v: Value) {
-        match self.vars.iter_mut().find(|(n, _)| n == name) {
+        if self.var(name) == Some(&v) {
+            return;
+        }
+        let vars = Arc::make_mut(&mut self.vars);
+        match vars.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = v,
-            None => self.vars.push((name.to_owned(), v)),
+            None => vars.push((name.to_owned(), v)),
         }
     }
 
     /// Sets a result.
     pub fn set_result(&mut self, name: &str, rows: Arc<Rows>) {
-        match self.results.iter_mut().find(|(n, _)| n == name) {
+        let results = Arc::make_mut(&mut self.results);
+        match results.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = rows,
-            None => self.results.push((name.to_owned(), rows)),
+            None => results.push((name.to_owned(), rows)),
         }
     }
 
@@ -271,6 +277,48 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simple_templates_and_conditions_skip_the_engine_with_the_same_result() {
+        let mut scope = Scope::default();
+        scope.set("id", Value::Int(7));
+        scope.set("user", Value::Text("ana".into()));
+        scope.set("none", Value::Null);
+        scope.set_result("rows", Arc::new(Rows::default()));
+        let env = environment(jiff::tz::TimeZone::UTC);
+        let cases = [
+            (r#"{"id":{{ id }},"u":"{{user}}"}"#, true),
+            ("{{ none }}|{{ id }}", true),
+            ("{{ id|json }}", false),
+            ("{% if id %}x{% endif %}", false),
+        ];
+        for (src, fast) in cases {
+            let f = Fast::of_template(src);
+            assert_eq!(f.is_some(), fast, "{src}");
+            if let Some(f) = f {
+                let got = f.render(&scope).unwrap();
+                let want = env
+                    .render_str(src, J::from_object(ScopeObj(scope.clone())))
+                    .unwrap();
+                assert_eq!(got, want, "{src}");
+            }
+        }
+        for (expr, want) in [
+            ("user", "1"),
+            ("not user", ""),
+            ("none", ""),
+            ("not rows", "1"),
+            ("rows", ""),
+        ] {
+            let f = Fast::of_condition(expr).unwrap();
+            assert_eq!(f.render(&scope).as_deref(), Some(want), "{expr}");
+        }
+        assert!(Fast::of_condition("lastId > 0").is_none());
+        assert!(
+            Fast::of_condition("nope").unwrap().render(&scope).is_none(),
+            "unknown names go to the engine"
+        );
+    }
 
     #[test]
     fn floats_echo_as_php() {
@@ -346,6 +394,121 @@ impl Object for RowObj {
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         Enumerator::Values(self.0.columns.iter().map(|c| J::from(c.as_str())).collect())
+    }
+}
+
+/// A template or condition simple enough to evaluate without minijinja:
+/// literal text with `{{ name }}` holes, or a condition `name` / `not name`.
+/// Most of a profile's conditions and many answers are this simple, and
+/// they run for every request.
+#[derive(Debug, Clone)]
+pub enum Fast {
+    /// Literal pieces and names, alternating as written.
+    Text(Vec<Piece>),
+    /// The truth of a name (`negate`: `not name`).
+    Cond {
+        /// The name.
+        name: String,
+        /// `not name`.
+        negate: bool,
+    },
+}
+
+/// One piece of a [`Fast::Text`].
+#[derive(Debug, Clone)]
+pub enum Piece {
+    /// Bytes as written.
+    Lit(String),
+    /// A name, printed as PHP's `echo`.
+    Var(String),
+}
+
+fn ident(s: &str) -> Option<&str> {
+    let s = s.trim();
+    let mut b = s.bytes();
+    let first = b.next()?;
+    ((first.is_ascii_alphabetic() || first == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_'))
+    .then_some(s)
+}
+
+impl Fast {
+    /// The fast form of a template source, if it has one.
+    pub fn of_template(src: &str) -> Option<Fast> {
+        if src.contains("{%") || src.contains("{#") {
+            return None;
+        }
+        let mut pieces = Vec::new();
+        let mut rest = src;
+        while let Some(open) = rest.find("{{") {
+            let close = rest[open..].find("}}")? + open;
+            if open > 0 {
+                pieces.push(Piece::Lit(rest[..open].to_owned()));
+            }
+            pieces.push(Piece::Var(ident(&rest[open + 2..close])?.to_owned()));
+            rest = &rest[close + 2..];
+        }
+        if rest.contains("}}") {
+            return None;
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Lit(rest.to_owned()));
+        }
+        Some(Fast::Text(pieces))
+    }
+
+    /// The fast form of a condition, if it has one.
+    pub fn of_condition(expr: &str) -> Option<Fast> {
+        let e = expr.trim();
+        match e.strip_prefix("not ") {
+            Some(rest) => ident(rest).map(|n| Fast::Cond {
+                name: n.to_owned(),
+                negate: true,
+            }),
+            None => ident(e).map(|n| Fast::Cond {
+                name: n.to_owned(),
+                negate: false,
+            }),
+        }
+    }
+
+    /// Renders over `scope`; `None` when a name is not a plain value (the
+    /// template engine then decides, errors included).
+    pub fn render(&self, scope: &Scope) -> Option<String> {
+        match self {
+            Fast::Text(pieces) => {
+                let mut out = String::new();
+                for p in pieces {
+                    match p {
+                        Piece::Lit(l) => out.push_str(l),
+                        Piece::Var(n) => match scope.var(n)? {
+                            Value::Null => {}
+                            Value::Int(i) => out.push_str(&i.to_string()),
+                            Value::Real(r) => out.push_str(&php_float(*r)),
+                            Value::Text(t) => out.push_str(t),
+                        },
+                    }
+                }
+                Some(out)
+            }
+            Fast::Cond { name, negate } => {
+                let truth = match (scope.var(name), scope.result(name)) {
+                    (Some(v), _) => match v {
+                        Value::Null => false,
+                        Value::Int(i) => *i != 0,
+                        Value::Real(r) => *r != 0.0,
+                        Value::Text(t) => !t.is_empty(),
+                    },
+                    (None, Some(rows)) => !rows.rows.is_empty(),
+                    (None, None) => return None,
+                };
+                Some(if truth != *negate {
+                    "1".into()
+                } else {
+                    String::new()
+                })
+            }
+        }
     }
 }
 

@@ -42,6 +42,8 @@ pub(crate) struct Builder {
     db_via_env: bool,
     extra: Vec<String>,
     envs: Vec<(String, String)>,
+    public_stats: bool,
+    admin: bool,
     send_limits: bool,
 }
 
@@ -50,6 +52,19 @@ impl Builder {
     /// person, so the harness turns them off unless asked).
     pub(crate) fn send_limits(mut self) -> Self {
         self.send_limits = true;
+        self
+    }
+
+    /// Serve the admin listener on an ephemeral loopback port ([`Server::admin`]).
+    pub(crate) fn admin(mut self) -> Self {
+        self.admin = true;
+        self
+    }
+
+    /// Leave `/_cometa/stats` off the public listener (the default of cometa;
+    /// the harness turns it on for `stats()` and `wait_waiters()`).
+    pub(crate) fn no_public_stats(mut self) -> Self {
+        self.public_stats = false;
         self
     }
 
@@ -133,6 +148,12 @@ impl Builder {
         if let Some(b) = &self.base_path {
             cmd.arg("--base-path").arg(b);
         }
+        if self.public_stats {
+            cmd.arg("--public-stats");
+        }
+        if self.admin {
+            cmd.arg("--admin-listen").arg("127.0.0.1:0");
+        }
         if !self.send_limits {
             cmd.args(["--client-send-rate", "0", "--user-send-rate", "0"]);
         }
@@ -149,9 +170,9 @@ impl Builder {
         let mut child = cmd.spawn().expect("spawn cometa");
         let stdout = child.stdout.take().expect("stdout");
         let stdout_all = Arc::new(Mutex::new(String::new()));
-        let first_line = drain_stdout(stdout, Arc::clone(&stdout_all));
+        let lines = drain_stdout(stdout, Arc::clone(&stdout_all));
 
-        let line = match first_line.recv_timeout(START_TIMEOUT) {
+        let line = match lines.recv_timeout(START_TIMEOUT) {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
@@ -170,9 +191,23 @@ impl Builder {
                 tail_of(&log)
             )
         });
+        let admin = self.admin.then(|| {
+            let line = lines.recv_timeout(START_TIMEOUT).unwrap_or_default();
+            line.strip_prefix("cometa admin on http://")
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .unwrap_or_else(|| {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "expected the admin line on stdout, got {line:?}\n--- stderr ---\n{}",
+                        tail_of(&log)
+                    )
+                })
+        });
         Server {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin,
             base: self
                 .base_path
                 .unwrap_or_default()
@@ -188,22 +223,18 @@ impl Builder {
     }
 }
 
-/// Reads the child's stdout to its end on a thread; sends the first line on the channel.
+/// Reads the child's stdout to its end on a thread; sends each line on the channel.
 fn drain_stdout(stdout: ChildStdout, all: Arc<Mutex<String>>) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut reader = BufReader::new(stdout);
-        let mut first = true;
         loop {
             let mut line = String::new();
             match reader.read_line(&mut line) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
                     all.lock().unwrap().push_str(&line);
-                    if first {
-                        first = false;
-                        let _ = tx.send(line.trim_end_matches('\n').to_string());
-                    }
+                    let _ = tx.send(line.trim_end_matches('\n').to_string());
                 }
             }
         }
@@ -264,6 +295,8 @@ fn tail_of(path: &Path) -> String {
 pub(crate) struct Server {
     child: Option<Child>,
     pub(crate) addr: SocketAddr,
+    /// The admin listener, when started with [`Builder::admin`].
+    pub(crate) admin: Option<SocketAddr>,
     /// `""` or the base path without its trailing slash, e.g. `"/chat"`.
     pub(crate) base: String,
     pub(crate) dir: PathBuf,
@@ -300,6 +333,8 @@ impl Server {
             db_via_env: false,
             extra: Vec::new(),
             envs: Vec::new(),
+            public_stats: true,
+            admin: false,
             send_limits: false,
         }
     }
@@ -395,7 +430,10 @@ impl Server {
 
     /// `(waiters, connections)` from `/_cometa/stats`.
     pub(crate) fn stats(&self) -> (u64, u64) {
-        let r = self.get(&self.ep("_cometa/stats"));
+        let r = match self.admin {
+            Some(admin) => http(admin, "GET", "/_cometa/stats", &[], b""),
+            None => self.get(&self.ep("_cometa/stats")),
+        };
         assert_eq!(r.status, 200, "stats: {r}");
         let t = r.text();
         (

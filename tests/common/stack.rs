@@ -208,6 +208,8 @@ pub(crate) struct Stack {
     pub(crate) cometa_sock: PathBuf,
     /// php-fpm's socket.
     pub(crate) fpm_sock: PathBuf,
+    /// cometa's admin listener (stats, metrics, health), of the running cometa.
+    pub(crate) cometa_admin: SocketAddr,
     hold: String,
     dir: PathBuf,
     nginx: Option<Child>,
@@ -215,12 +217,26 @@ pub(crate) struct Stack {
     cometa: Option<Cometa>,
     cometa_starts: usize,
     cometa_exited_logs: Vec<PathBuf>,
+    /// The socket the test holds for cometa, as systemd's `cometa.socket`
+    /// does, when started with [`Stack::start_socket_activated`].
+    activation: Option<std::os::unix::net::UnixListener>,
     _tmp: tempfile::TempDir,
 }
 
 impl Stack {
     /// Starts php-fpm, cometa and nginx with `hold` seconds for both long-polls.
     pub(crate) fn start(hold: &str) -> Stack {
+        Stack::start_with(hold, false)
+    }
+
+    /// As [`Stack::start`], but cometa's socket belongs to the test, which
+    /// passes it to every cometa it starts (`LISTEN_FDS`), as systemd does
+    /// with `deploy/cometa.socket`: the socket outlives each cometa.
+    pub(crate) fn start_socket_activated(hold: &str) -> Stack {
+        Stack::start_with(hold, true)
+    }
+
+    fn start_with(hold: &str, activated: bool) -> Stack {
         let tmp = tempfile::Builder::new()
             .prefix("cometa-mixed-")
             .tempdir()
@@ -234,6 +250,7 @@ impl Stack {
             db,
             cometa_sock: dir.join("cometa.sock"),
             fpm_sock: dir.join("php-fpm.sock"),
+            cometa_admin: SocketAddr::from(([127, 0, 0, 1], 0)),
             hold: hold.to_string(),
             dir,
             nginx: None,
@@ -241,8 +258,15 @@ impl Stack {
             cometa: None,
             cometa_starts: 0,
             cometa_exited_logs: Vec::new(),
+            activation: None,
             _tmp: tmp,
         };
+        if activated {
+            stack.activation = Some(
+                std::os::unix::net::UnixListener::bind(&stack.cometa_sock)
+                    .expect("bind cometa's socket"),
+            );
+        }
         stack.start_fpm();
         stack.start_cometa();
         stack.start_nginx();
@@ -264,6 +288,7 @@ impl Stack {
                 ("SOCKET_GROUP", &group),
                 ("CHAT_DB", self.db.to_str().unwrap()),
                 ("CHAT_HOLD", &self.hold),
+                ("TIMEZONE", "UTC"),
             ],
         );
         let pool_path = self.dir.join("pool.conf");
@@ -327,6 +352,8 @@ impl Stack {
             .arg(&self.hold)
             .arg("--static-dir")
             .arg(web_root())
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0")
             .env_remove("CHAT_DB")
             .env("NO_COLOR", "1")
             .env(
@@ -337,28 +364,48 @@ impl Stack {
             .stdout(Stdio::piped())
             .stderr(Stdio::from(err))
             .process_group(0);
+        if let Some(socket) = &self.activation {
+            use command_fds::{CommandFdExt as _, FdMapping};
+            let fd: std::os::fd::OwnedFd = socket.try_clone().expect("dup the socket").into();
+            cmd.env("LISTEN_FDS", "1");
+            cmd.fd_mappings(vec![FdMapping {
+                parent_fd: fd,
+                child_fd: 3,
+            }])
+            .expect("map fd 3");
+        }
         let mut child = cmd.spawn().expect("spawn cometa");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
+            // The listening line, then the admin line.
+            for _ in 0..2 {
+                if let Some(Ok(line)) = lines.next() {
+                    let _ = tx.send(line);
+                }
             }
             // Keep draining, so that cometa never blocks on a full pipe.
             for _ in lines {}
         });
         let expected = format!("cometa listening on unix:{}", self.cometa_sock.display());
-        match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) if line == expected => {}
-            other => {
-                kill_group(child);
-                panic!(
-                    "cometa: expected {expected:?} on stdout, got {other:?}\n--- cometa log ---\n{}",
-                    tail(&log, 40)
-                );
-            }
-        }
+        let admin = match (
+            rx.recv_timeout(START_TIMEOUT),
+            rx.recv_timeout(START_TIMEOUT),
+        ) {
+            (Ok(line), Ok(admin)) if line == expected => admin
+                .strip_prefix("cometa admin on http://")
+                .and_then(|a| a.parse::<SocketAddr>().ok()),
+            _ => None,
+        };
+        let Some(admin) = admin else {
+            kill_group(child);
+            panic!(
+                "cometa: expected {expected:?} and its admin line on stdout\n--- cometa log ---\n{}",
+                tail(&log, 40)
+            );
+        };
+        self.cometa_admin = admin;
         self.cometa = Some(Cometa { child, log });
     }
 

@@ -1,0 +1,354 @@
+//! The access log and request metrics: a wrapper around the request handler
+//! that writes one `info` line per request (target `cometa::access`) and counts
+//! it, whatever the handler is.
+//!
+//! A line has: `method`, `path` (no query: it may carry user names), `status`,
+//! `duration_ms`, `bytes` (of the body), `route`, `hold` (how a long-poll
+//! ended: `answered`, `empty`, `shutdown`, `client_gone`; `-` for any other
+//! request), `client` and `request_id`.
+//!
+//! Two hooks let the code that serves the request say what only it knows,
+//! without passing anything down: [`note_route`] names the route (a bounded
+//! label for metrics; unnamed requests count as `static` or `other`) and
+//! [`note_hold_end`] says how a hold ended. Both are task-locals set up by
+//! [`logged`]; outside it they do nothing. A request whose future is dropped
+//! before it answers (hyper does that when the client goes away) is logged with
+//! status 499 and `hold=client_gone`, as nginx writes it.
+//!
+//! The client address is the connection's peer; on a unix socket (nginx in
+//! front) it is the `X-Real-IP`, else the last `X-Forwarded-For` entry, that
+//! the proxy set. `X-Request-Id` is taken when the client (or nginx) sent a sane
+//! one, else generated.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use hyper::body::Body;
+use hyper::{HeaderMap, Method, Request, Response};
+
+use crate::metrics as m;
+
+/// How a long-poll ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HoldEnd {
+    /// With messages (at once or after a wake-up).
+    Answered = 1,
+    /// With nothing, the hold ran out.
+    Empty = 2,
+    /// With nothing, the server shuts down.
+    Shutdown = 3,
+}
+
+impl HoldEnd {
+    fn label(code: u8) -> &'static str {
+        match code {
+            1 => "answered",
+            2 => "empty",
+            3 => "shutdown",
+            _ => "-",
+        }
+    }
+}
+
+/// What the connection tells about the client.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer address (`ip:port`), or `unix` for a unix socket.
+    pub addr: String,
+    /// Whether `X-Real-IP`/`X-Forwarded-For` from this peer are believed
+    /// (a unix socket only nginx can reach, or a trusted proxy).
+    pub trusted_proxy: bool,
+}
+
+/// What the handler noted about its request.
+#[derive(Default)]
+struct Note {
+    route: OnceLock<String>,
+    hold: AtomicU8,
+}
+
+tokio::task_local! {
+    static NOTE: Arc<Note>;
+}
+
+/// Names the route of the request being served (for metrics and the access
+/// line): a fixed name per route (the profile's), never anything taken from
+/// the request, so that the label's values stay few.
+pub fn note_route(name: &str) {
+    let _ = NOTE.try_with(|n| n.route.set(name.to_owned()));
+}
+
+/// Records how the engine's answer came about (the hold's end, if it held).
+pub fn note_outcome(outcome: crate::engine::Outcome) {
+    use crate::engine::Outcome;
+    match outcome {
+        Outcome::Answered => note_hold_end(HoldEnd::Answered),
+        Outcome::Empty => note_hold_end(HoldEnd::Empty),
+        Outcome::Shutdown => note_hold_end(HoldEnd::Shutdown),
+        Outcome::Immediate | Outcome::Refused => {}
+    }
+}
+
+/// Says how the long-poll being served ended.
+pub fn note_hold_end(how: HoldEnd) {
+    let _ = NOTE.try_with(|n| n.hold.store(how as u8, Ordering::Relaxed));
+    metrics::counter!(m::HOLDS_ENDED, "how" => HoldEnd::label(how as u8)).increment(1);
+}
+
+/// Runs `handler` on `req`, then logs and counts the request.
+pub async fn logged<Req, B, F, Fut>(
+    peer: &Peer,
+    req: Request<Req>,
+    handler: F,
+) -> Result<Response<B>, Infallible>
+where
+    B: Body,
+    F: FnOnce(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<Response<B>, Infallible>>,
+{
+    let note = Arc::new(Note::default());
+    // Filtered out (RUST_LOG=warn, benchmarks): no strings made for the line.
+    let log = tracing::enabled!(target: "cometa::access", tracing::Level::INFO);
+    let mut line = Line {
+        start: Instant::now(),
+        method: req.method().clone(),
+        path: if log {
+            req.uri().path().to_owned()
+        } else {
+            String::new()
+        },
+        client: if log {
+            client(peer, req.headers())
+        } else {
+            String::new()
+        },
+        request_id: if log {
+            request_id(req.headers())
+        } else {
+            String::new()
+        },
+        note: Arc::clone(&note),
+        done: false,
+    };
+    let Ok(res) = NOTE.scope(note, handler(req)).await;
+    let bytes = res.body().size_hint().exact();
+    line.finish(res.status().as_u16(), bytes);
+    Ok(res)
+}
+
+/// A request being served; logged when it finishes or is dropped unfinished.
+struct Line {
+    start: Instant,
+    method: Method,
+    path: String,
+    client: String,
+    request_id: String,
+    note: Arc<Note>,
+    done: bool,
+}
+
+impl Line {
+    fn finish(&mut self, status: u16, bytes: Option<u64>) {
+        self.done = true;
+        let hold = HoldEnd::label(self.note.hold.load(Ordering::Relaxed));
+        self.emit(status, bytes, hold);
+    }
+
+    fn emit(&self, status: u16, bytes: Option<u64>, hold: &'static str) {
+        let elapsed = self.start.elapsed();
+        let route = self.note.route.get().map_or(
+            if matches!(self.method, Method::GET | Method::HEAD) {
+                "static"
+            } else {
+                "other"
+            },
+            String::as_str,
+        );
+        let status_label = status_label(status);
+        metrics::counter!(m::REQUESTS, "route" => route.to_owned(), "status" => status_label)
+            .increment(1);
+        metrics::histogram!(m::REQUEST_DURATION, "route" => route.to_owned())
+            .record(elapsed.as_secs_f64());
+        if let Some(reason) = m::rejection_reason(status) {
+            metrics::counter!(m::REJECTIONS, "reason" => reason).increment(1);
+        }
+        tracing::info!(
+            target: "cometa::access",
+            method = %self.method,
+            path = %self.path,
+            status,
+            duration_ms = (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            bytes = bytes.unwrap_or(0),
+            route,
+            hold,
+            client = %self.client,
+            request_id = %self.request_id,
+            "request"
+        );
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        if !self.done {
+            // hyper dropped the handler: the client went away before the answer.
+            if self.note.hold.load(Ordering::Relaxed) == 0 {
+                metrics::counter!(m::HOLDS_ENDED, "how" => "client_gone").increment(1);
+            }
+            self.emit(499, None, "client_gone");
+        }
+    }
+}
+
+/// A status as a label without allocating for the common ones.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        301 => "301",
+        304 => "304",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        413 => "413",
+        429 => "429",
+        431 => "431",
+        499 => "499",
+        500 => "500",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The client's address for the log.
+fn client(peer: &Peer, headers: &HeaderMap) -> String {
+    if peer.trusted_proxy {
+        let real_ip = headers
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let forwarded = || {
+            headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .rfind(|s| !s.is_empty())
+        };
+        if let Some(ip) = real_ip.filter(|s| !s.is_empty()).or_else(forwarded)
+            && ip.len() <= 64
+            && ip.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return ip.to_owned();
+        }
+    }
+    peer.addr.clone()
+}
+
+/// The request's `X-Request-Id` when it is short and printable, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return id.to_owned();
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    // Unique per process start (pid and start time) and per request.
+    let prefix = PREFIX.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        format!(
+            "{:x}{:05x}",
+            t & 0xffff_ffff_ffff,
+            std::process::id() & 0xfffff
+        )
+    });
+    format!("{prefix}-{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_from_a_trusted_proxy_only() {
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1, 2.2.2.2"),
+            ("x-forwarded-for", "3.3.3.3"),
+        ]);
+        let direct = Peer {
+            addr: "9.9.9.9:5000".into(),
+            trusted_proxy: false,
+        };
+        let nginx = Peer {
+            addr: "unix".into(),
+            trusted_proxy: true,
+        };
+        assert_eq!(client(&direct, &h), "9.9.9.9:5000");
+        assert_eq!(client(&nginx, &h), "3.3.3.3", "the entry the proxy added");
+        let h = headers(&[("x-real-ip", "4.4.4.4"), ("x-forwarded-for", "5.5.5.5")]);
+        assert_eq!(client(&nginx, &h), "4.4.4.4");
+        assert_eq!(client(&nginx, &HeaderMap::new()), "unix");
+    }
+
+    #[test]
+    fn a_sane_request_id_is_kept_and_others_replaced() {
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "abc-123")])),
+            "abc-123"
+        );
+        let a = request_id(&headers(&[("x-request-id", "has space")]));
+        let b = request_id(&HeaderMap::new());
+        assert_ne!(a, "has space");
+        assert_ne!(a, b, "generated ids differ");
+    }
+
+    #[tokio::test]
+    async fn hooks_reach_the_line_and_do_nothing_outside_it() {
+        note_route("nowhere");
+        note_hold_end(HoldEnd::Empty);
+        let peer = Peer {
+            addr: "unix".into(),
+            trusted_proxy: true,
+        };
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let s = Arc::clone(&seen);
+        let req = Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+        let res = logged(&peer, req, |_req| async move {
+            note_route("listen");
+            note_hold_end(HoldEnd::Shutdown);
+            let n = NOTE.with(|n| (n.route.get().cloned(), n.hold.load(Ordering::Relaxed)));
+            *s.lock().unwrap() = Some(n);
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"[]"),
+            )))
+        })
+        .await
+        .unwrap();
+        assert_eq!(res.body().size_hint().exact(), Some(2));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some((Some("listen".to_owned()), HoldEnd::Shutdown as u8))
+        );
+    }
+}
