@@ -75,7 +75,8 @@ stop() {
 start_cometa() {
   local db=$1; shift
   RUST_LOG=error ./target/release/cometa --listen 127.0.0.1:0 --public-stats --db "$db" \
-    --max-connections 19990 --hold "$HOLD" "$@" > "$tmp/cometa.out" 2> "$tmp/cometa.err" &
+    --max-connections 19990 --hold "$HOLD" \
+    --max-connections-per-client 0 --client-send-rate 0 --user-send-rate 0 "$@" > "$tmp/cometa.out" 2> "$tmp/cometa.err" &
   pid=$!; pids+=("$pid")
   for _ in $(seq 100); do grep -q listening "$tmp/cometa.out" && break; sleep 0.05; done
   addr=$(sed -n 's#^cometa listening on http://##p' "$tmp/cometa.out")

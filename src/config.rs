@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::limits::{self, Cidr, Rate};
 use crate::logging::LogFormat;
 use crate::store::Durability;
 use crate::watcher::WatchMode;
@@ -113,6 +114,54 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub header_timeout: f64,
 
+    /// Seconds a client may take to send a request's body; then 408 and the
+    /// connection is closed.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub body_timeout: f64,
+
+    /// Seconds a client may accept no byte of its answer; then the connection is cut.
+    #[arg(long, default_value_t = 20.0, value_parser = seconds)]
+    pub write_timeout: f64,
+
+    /// Kernel send buffer of each TCP connection, in bytes (the kernel doubles
+    /// it for its bookkeeping): what a client that reads nothing can make the
+    /// kernel hold for it. 0: the kernel's own autotuning (up to 4 MiB).
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub send_buffer: usize,
+
+    /// Largest request head (request line and headers), in bytes; a larger one
+    /// is answered 431 and the connection closed.
+    #[arg(long, default_value_t = 32 * 1024, value_parser = clap::value_parser!(u32).range(1024..=1024 * 1024))]
+    pub max_header_size: u32,
+
+    /// Most connections one client address (an IPv6 /64) may hold; one more is
+    /// answered 429. 0: no cap.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_client: usize,
+
+    /// Sends per second one client address may keep up (0: no limit); beyond
+    /// it and --client-send-burst, sendMessage.php answers 429.
+    #[arg(long, default_value_t = 20.0, value_parser = rate)]
+    pub client_send_rate: f64,
+
+    /// Sends one client address may make at once before --client-send-rate applies.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub client_send_burst: u32,
+
+    /// Sends per second one user name may keep up (0: no limit).
+    #[arg(long, default_value_t = 2.0, value_parser = rate)]
+    pub user_send_rate: f64,
+
+    /// Sends one user name may make at once before --user-send-rate applies.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub user_send_burst: u32,
+
+    /// A proxy (address or address/bits; repeatable) whose X-Real-IP or
+    /// X-Forwarded-For names the client. The unix socket is always trusted;
+    /// nobody else's headers are.
+    #[arg(long = "trusted-proxy", value_name = "ADDR[/BITS]")]
+    pub trusted_proxies: Vec<Cidr>,
+
     /// Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     #[arg(long, default_value_t = 5.0, value_parser = seconds)]
     pub shutdown_timeout: f64,
@@ -186,6 +235,13 @@ pub struct ServeArgs {
     pub proxy_timeout: f64,
 }
 
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a rate (per second, 0 for none)")),
+    }
+}
+
 fn seconds(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
@@ -212,6 +268,16 @@ pub struct Config {
     pub max_body: usize,
     /// Header read timeout.
     pub header_timeout: Duration,
+    /// Body read timeout.
+    pub body_timeout: Duration,
+    /// Longest a client may accept no byte of its answer.
+    pub write_timeout: Duration,
+    /// Request head cap in bytes.
+    pub max_header_size: usize,
+    /// `SO_SNDBUF` of TCP connections; 0: the kernel's.
+    pub send_buffer: usize,
+    /// Per-client limits.
+    pub limits: limits::Settings,
     /// Grace period on shutdown.
     pub shutdown_timeout: Duration,
     /// Whether `/_cometa/stats` is answered on the public listener.
@@ -241,6 +307,22 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_body: self.max_body,
             header_timeout: Duration::from_secs_f64(self.header_timeout),
+            body_timeout: Duration::from_secs_f64(self.body_timeout),
+            write_timeout: Duration::from_secs_f64(self.write_timeout),
+            max_header_size: self.max_header_size as usize,
+            send_buffer: self.send_buffer,
+            limits: limits::Settings {
+                connections_per_client: self.max_connections_per_client,
+                client_send: Rate {
+                    per_second: self.client_send_rate,
+                    burst: self.client_send_burst,
+                },
+                user_send: Rate {
+                    per_second: self.user_send_rate,
+                    burst: self.user_send_burst,
+                },
+                trusted_proxies: self.trusted_proxies.clone(),
+            },
             shutdown_timeout: Duration::from_secs_f64(self.shutdown_timeout),
             public_stats: self.public_stats,
         })

@@ -52,6 +52,9 @@ pub enum ApiError {
     /// Not GET or HEAD on a static file (405).
     #[error("method not allowed")]
     StaticMethodNotAllowed,
+    /// The body did not arrive within the body timeout (408; the connection is closed).
+    #[error("request timeout")]
+    BodyTimeout,
     /// No such path (404).
     #[error("not found")]
     NotFound,
@@ -66,6 +69,7 @@ impl ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed | ApiError::StaticMethodNotAllowed => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
@@ -94,6 +98,13 @@ impl ApiError {
         if let Some(allow) = allow {
             res.headers_mut()
                 .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        }
+        if matches!(self, ApiError::BodyTimeout) {
+            // The rest of the body may still come: nothing after it can be read.
+            res.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
         }
         res
     }

@@ -6,8 +6,9 @@
 //! - [`config`]: flags, `COMETA_*` variables and the `--config` file; `check`.
 //! - [`logging`]: the non-blocking logger (text or JSON), rate-limited warnings.
 //! - [`listener`]: the public socket, bound or passed by systemd (socket activation).
-//! - [`server`]: the accept loop, the connection cap, graceful shutdown.
-//! - [`routes`]: a profile's path → the engine, else stats or static file; body cap.
+//! - [`server`]: the accept loop, the connection caps and timeouts, graceful shutdown.
+//! - [`limits`]: who the client is (trusted proxies), per-client connection cap and send rates, descriptors.
+//! - [`routes`]: a profile's path → the engine, else stats or static file; body cap and timeout, send rate.
 //! - [`profile`]: a legacy chat's wire format as a file (`profiles/*.toml`): loading, checking.
 //! - [`engine`]: one request through a profile's route: parameters, statements, hold, answer.
 //! - [`access`]: one access-log line and the request metrics per request.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -13,6 +13,7 @@ use cometa::changes::Changes;
 use cometa::config::{self, Cli, Command};
 use cometa::engine::Engine;
 use cometa::health::Readiness;
+use cometa::limits::{self, Limits};
 use cometa::logging::{self, Logging};
 use cometa::profile::{Profile, ProfileError};
 use cometa::routes::App;
@@ -107,13 +108,18 @@ fn serve(cli: Cli, profile: Arc<Profile>, logging: Arc<Logging>) -> ExitCode {
         return ExitCode::from(2);
     }
     let db = cli.db();
-    let config = match cli.serve.config() {
+    let mut config = match cli.serve.config() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(2);
         }
     };
+    let (fits, why) = limits::fit_descriptors(config.max_connections);
+    if let Some(why) = why {
+        tracing::warn!("{why}");
+    }
+    config.max_connections = fits;
     let runtime = match cli.serve.threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -207,6 +213,7 @@ fn serve(cli: Cli, profile: Arc<Profile>, logging: Arc<Logging>) -> ExitCode {
                 shutdown.clone(),
             ),
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            limits: Limits::new(config.limits.clone()),
             config,
         });
         tracing::info!(

@@ -1,5 +1,6 @@
 //! Routing: a path the profile serves goes to the engine (its body read
-//! here, capped); otherwise the stats page or the static front end.
+//! here, capped and timed; a rate-limited route passes the per-client send
+//! limit first); otherwise the stats page or the static front end.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::engine::{Engine, Input, Reply};
 use crate::error::{ApiError, text};
+use crate::limits::{Client, Limits};
 use crate::php;
 use crate::profile::ErrorKind;
 use crate::static_files;
@@ -25,6 +27,8 @@ pub struct App {
     pub config: Config,
     /// Connection permits (the server holds one per open connection).
     pub connections: Arc<Semaphore>,
+    /// Per-client limits (connections, send rates).
+    pub limits: Limits,
 }
 
 impl App {
@@ -74,6 +78,11 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         if declared_length(&req).is_some_and(|n| n > app.config.max_body as u64) {
             return Ok(response(&engine.error(ErrorKind::TooLarge, "", "")));
         }
+        let client = req
+            .extensions()
+            .get::<Client>()
+            .copied()
+            .unwrap_or(Client(None));
         let method = req.method().clone();
         let cookies = req
             .headers()
@@ -86,7 +95,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
         let params = if method == Method::POST {
             let query = req.uri().query().map(str::to_owned);
             let form = is_form(&req);
-            let body = match read_body(req, app.config.max_body).await {
+            let body = match read_body(req, app.config.max_body, app.config.body_timeout).await {
                 Ok(b) => b,
                 Err(ApiError::TooLarge) => {
                     return Ok(response(&engine.error(ErrorKind::TooLarge, "", "")));
@@ -111,6 +120,20 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
             return Err(ApiError::NotFound);
         };
         crate::access::note_route(&engine.profile().routes[route].label());
+        if engine.profile().routes[route].rate_limited {
+            // The user name is the request's `user` parameter, trimmed, when it has one.
+            let user = match params.get("user") {
+                php::Param::Text(u) => Some(u),
+                _ => None,
+            };
+            if app
+                .limits
+                .check_send(client, user.as_deref().map(php::trim))
+                .is_err()
+            {
+                return Ok(response(&engine.error(ErrorKind::RateLimited, "", "")));
+            }
+        }
         let (reply, outcome) = engine.answer(route, &input).await;
         crate::access::note_outcome(outcome);
         return Ok(response(&reply));
@@ -132,7 +155,7 @@ async fn route(app: &App, req: Request<Incoming>) -> Result<Response<Full<Bytes>
 }
 
 /// A shared reply as a response: the body's bytes are shared, not copied.
-fn response(reply: &Reply) -> Response<Full<Bytes>> {
+pub(crate) fn response(reply: &Reply) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(reply.body.clone()));
     *res.status_mut() = reply.status;
     *res.headers_mut() = reply.headers.clone();
@@ -154,14 +177,21 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+/// The body, at most `max` bytes, all of it within `timeout`.
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     if declared_length(&req).is_some_and(|n| n > max as u64) {
         return Err(ApiError::TooLarge);
     }
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(body) => Ok(body.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge),
+    let read = Limited::new(req.into_body(), max).collect();
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::TooLarge),
         // The client went away or sent a broken body; nobody is left to answer.
-        Err(_) => Err(ApiError::BadRequest("unreadable body")),
+        Ok(Err(_)) => Err(ApiError::BadRequest("unreadable body")),
+        Err(_) => Err(ApiError::BodyTimeout),
     }
 }

@@ -1,8 +1,14 @@
-//! The accept loop and graceful shutdown.
+//! The accept loop, the connection's protections, and graceful shutdown.
 //!
 //! One permit of a semaphore per open connection (taken before the connection
-//! is served, dropped with it): at the cap, a new connection is answered 503 at
-//! once instead of waiting. On shutdown the loop stops accepting, held
+//! is served, dropped with it), and one slot of its client's share
+//! ([`crate::limits`]): over either cap a new connection is answered (503,
+//! 429) at once, without reading its request, and closed; at most
+//! [`limits::MAX_REFUSALS`] such answers are in flight. A connection's head is
+//! capped (431) and timed, what hyper buffers for it is bounded, and a client
+//! that accepts no byte of its answer for the write timeout is cut. A TCP
+//! client may half-close and still get its answer; one that resets is dropped
+//! at once, its waiter with it. On shutdown the loop stops accepting, held
 //! long-polls answer `[]` (they watch the same token), and in-flight requests
 //! get a bounded grace period.
 
@@ -13,20 +19,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::StatusCode;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::{Request, header};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::access;
-use crate::error::json_error;
+use crate::limits::{self, Client, Peer};
 use crate::logging::RateLimit;
+use crate::profile::ErrorKind;
 use crate::routes::{self, App};
 
 /// A bound socket: TCP or a unix socket (removed again on drop when this
@@ -193,11 +201,232 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// An accepted connection, shared: hyper reads and writes it through
+/// [`Io`] while the connection's task watches it for a reset, so it is shared.
+enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl From<Stream> for Sock {
+    fn from(s: Stream) -> Sock {
+        match s {
+            Stream::Tcp(s) => Sock::Tcp(s),
+            Stream::Unix(s) => Sock::Unix(s),
+        }
+    }
+}
+
+macro_rules! each {
+    ($sock:expr, $s:ident => $e:expr) => {
+        match $sock {
+            Sock::Tcp($s) => $e,
+            Sock::Unix($s) => $e,
+        }
+    };
+}
+
+impl Sock {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_read_ready(cx))
+    }
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        each!(self, s => s.try_read(buf))
+    }
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each!(self, s => s.poll_write_ready(cx))
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        each!(self, s => s.try_write(buf))
+    }
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        each!(self, s => s.try_write_vectored(bufs))
+    }
+    async fn ready(&self, interest: Interest) -> io::Result<tokio::io::Ready> {
+        each!(self, s => s.ready(interest).await)
+    }
+    /// Makes the close a reset: what the client did not take is dropped at
+    /// once instead of lingering in the kernel, retried, for minutes.
+    fn reset_on_close(&self) {
+        let _ = each!(self, s => socket2::SockRef::from(s).set_linger(Some(Duration::ZERO)));
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        each!(self, s => socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write))
+    }
+
+    /// Reads into `buf`, waiting for the socket.
+    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            self.ready(Interest::READABLE).await?;
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Writes all of `buf`, waiting for the socket.
+    async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            self.ready(Interest::WRITABLE).await?;
+            match self.try_write(buf) {
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves when the peer resets the connection (or the socket fails). A
+    /// FIN is not a reset: a client may half-close and still read its answer.
+    async fn reset(&self) {
+        loop {
+            match self.ready(Interest::ERROR).await {
+                Ok(r) if !r.is_error() => continue,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// The connection as hyper sees it: [`Sock`] plus the write timeout, which
+/// runs while a write waits for a client that accepts no bytes.
+struct Io {
+    sock: Arc<Sock>,
+    write_timeout: Duration,
+    /// Armed at the first write that cannot go on; disarmed by any progress.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: bool,
+}
+
+impl Io {
+    fn new(sock: Arc<Sock>, write_timeout: Duration) -> Io {
+        Io {
+            sock,
+            write_timeout,
+            stall: None,
+            stalled: false,
+        }
+    }
+
+    /// A write cannot go on: pending until the write timeout, then an error.
+    fn poll_stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if !self.stalled {
+            self.stalled = true;
+            let deadline = tokio::time::Instant::now() + self.write_timeout;
+            match &mut self.stall {
+                Some(s) => s.as_mut().reset(deadline),
+                None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        match self.stall.as_mut().map(|s| s.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                self.sock.reset_on_close();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client accepted no byte for the write timeout",
+                )))
+            }
+            _ => Poll::Pending,
+        }
+    }
+
+    fn poll_write_with(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&Sock) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.sock.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => match write(&self.sock) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Ok(n) => {
+                        self.stalled = false;
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return self.poll_stall(cx),
+            }
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let sock = &self.sock;
+        loop {
+            std::task::ready!(sock.poll_read_ready(cx))?;
+            match sock.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_write_with(cx, |s| s.try_write(buf))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_write_with(cx, |s| s.try_write_vectored(bufs))
+    }
+    /// So that hyper queues an answer's bytes instead of copying them into a
+    /// buffer of its own: a connection holds the answer once.
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.sock.shutdown_write() {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// What hyper may buffer for one connection (read buffer; write buffer when it
+/// must copy): enough for the largest head and a body chunk.
+const MAX_BUF_SIZE: usize = 64 * 1024;
+
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
 pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
     let header_timeout = app.config.header_timeout;
     let trusted_proxy = listener.trusts_proxy_headers();
+    let refusals = Arc::new(Semaphore::new(limits::MAX_REFUSALS));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_header_size(app.config.max_header_size)
+        .max_buf_size(MAX_BUF_SIZE.max(app.config.max_header_size + 8192))
+        .writev(true);
+    // nginx never half-closes; on TCP a client may (`nc -N`), and still wants
+    // its answer. Only a reset tells that a TCP client is gone.
+    let mut http_tcp = http.clone();
+    http_tcp.half_close(true);
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -209,43 +438,97 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
                 }
             },
         };
-        let io = TokioIo::new(stream);
+        let from = match &stream {
+            Stream::Tcp(s) => {
+                if app.config.send_buffer > 0 {
+                    let _ = socket2::SockRef::from(s).set_send_buffer_size(app.config.send_buffer);
+                }
+                match s.peer_addr() {
+                    Ok(a) => Peer::Tcp(a),
+                    Err(_) => continue,
+                }
+            }
+            Stream::Unix(_) => Peer::Unix,
+        };
+        let sock = Sock::from(stream);
+        let settings = app.limits.settings();
+        let trusted = settings.trusts(from);
         let Ok(permit) = app.connections.clone().try_acquire_owned() else {
             metrics::counter!(crate::metrics::REJECTIONS, "reason" => "connection_cap")
                 .increment(1);
             if let Some(times) = CAP_REACHED.hit() {
                 tracing::warn!(%peer, times, "connection cap reached; answering 503");
             }
-            tokio::spawn(reject(io, header_timeout));
+            refuse(sock, &refusals, &app, ErrorKind::Busy);
             continue;
         };
-        let app = app.clone();
+        // A proxy's connections are counted per request, by the client it names.
+        let direct = Client::of(from);
+        let Ok(slot) = app
+            .limits
+            .enter(if trusted { Client(None) } else { direct })
+        else {
+            metrics::counter!(crate::metrics::REJECTIONS, "reason" => "client_connection_cap")
+                .increment(1);
+            refuse(sock, &refusals, &app, ErrorKind::RateLimited);
+            continue;
+        };
+        let sock = Arc::new(sock);
+        let svc_app = app.clone();
         let peer_info = Arc::new(access::Peer {
             addr: peer.clone(),
-            trusted_proxy,
+            trusted_proxy: trusted_proxy || trusted,
         });
         // Told when a request arrives (a permit is kept if nobody waits yet).
         let started = Arc::new(Notify::new());
         let service = {
             let started = started.clone();
-            service_fn(move |req| {
+            service_fn(move |mut req: Request<Incoming>| {
                 started.notify_one();
-                let app = app.clone();
+                let app = svc_app.clone();
                 let peer_info = peer_info.clone();
-                async move { access::logged(&peer_info, req, |req| routes::handle(app, req)).await }
+                let (client, slot) = if trusted {
+                    let client = app.limits.settings().client(from, req.headers());
+                    (client, Some(app.limits.enter(client)))
+                } else {
+                    (direct, None)
+                };
+                req.extensions_mut().insert(client);
+                async move {
+                    access::logged(&peer_info, req, |req| async move {
+                        let _slot = match slot {
+                            Some(Err(_)) => {
+                                let reply =
+                                    app.engine.current().error(ErrorKind::RateLimited, "", "");
+                                return Ok(routes::response(&reply));
+                            }
+                            slot => slot,
+                        };
+                        routes::handle(app, req).await
+                    })
+                    .await
+                }
             })
         };
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(io, service);
+        let http = match from {
+            Peer::Tcp(_) => &http_tcp,
+            Peer::Unix => &http,
+        };
+        let conn = http.serve_connection(
+            TokioIo::new(Io::new(sock.clone(), app.config.write_timeout)),
+            service,
+        );
         let span = tracing::debug_span!("conn", %peer);
         let shutdown = shutdown.clone();
         connections.spawn(
             async move {
-                if let Err(e) = drain(conn, &started, &shutdown, header_timeout).await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                tokio::select! {
+                    r = drain(conn, &started, &shutdown, header_timeout) => if let Err(e) = r {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    },
+                    () = sock.reset() => tracing::debug!("reset by the client"),
                 }
+                drop(slot);
                 drop(permit);
             }
             .instrument(span),
@@ -274,7 +557,7 @@ const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// been read: such a connection first gets [`FIRST_REQUEST_GRACE`] (at most
 /// the header timeout) for its request, so that it is answered, not dropped.
 async fn drain<S>(
-    conn: http1::Connection<TokioIo<Stream>, S>,
+    conn: http1::Connection<TokioIo<Io>, S>,
     started: &Notify,
     shutdown: &CancellationToken,
     header_timeout: Duration,
@@ -304,20 +587,54 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 static CAP_REACHED: RateLimit = RateLimit::new(WARN_EVERY);
 static ACCEPT_FAILED: RateLimit = RateLimit::new(WARN_EVERY);
 
-/// Answers one request with 503 and closes; used over the connection cap.
-async fn reject(io: TokioIo<Stream>, header_timeout: Duration) {
-    let service = service_fn(|_req| async {
-        Ok::<_, std::convert::Infallible>(json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server busy",
-        ))
+/// How long a refusal may take: writing its answer, then reading what the
+/// client sent until it closes (closing on unread bytes would reset the
+/// connection, and the client might lose the answer).
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Answers a connection over a cap at once with the profile's answer for
+/// `kind` (the classic chat: 503 `server busy`, 429 `too many requests`),
+/// without reading its request, and closes it. At most
+/// [`limits::MAX_REFUSALS`] are in flight; beyond them the connection is
+/// closed without an answer.
+fn refuse(sock: Sock, refusals: &Arc<Semaphore>, app: &App, kind: ErrorKind) {
+    let Ok(permit) = refusals.clone().try_acquire_owned() else {
+        return;
+    };
+    let reply = app.engine.current().error(kind, "", "");
+    let mut answer = format!(
+        "HTTP/1.1 {} {}\r\n",
+        reply.status.as_u16(),
+        reply.status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in &reply.headers {
+        if name != header::CONTENT_LENGTH && name != header::CONNECTION {
+            answer.extend_from_slice(name.as_str().as_bytes());
+            answer.extend_from_slice(b": ");
+            answer.extend_from_slice(value.as_bytes());
+            answer.extend_from_slice(b"\r\n");
+        }
+    }
+    answer.extend_from_slice(
+        format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            reply.body.len()
+        )
+        .as_bytes(),
+    );
+    answer.extend_from_slice(&reply.body);
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(REFUSAL_TIME, async {
+            sock.write_all(&answer).await?;
+            sock.shutdown_write()?;
+            let mut sink = [0u8; 1024];
+            while sock.read(&mut sink).await? > 0 {}
+            io::Result::Ok(())
+        })
+        .await;
+        drop(permit);
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(false)
-        .serve_connection(io, service);
-    let _ = tokio::time::timeout(header_timeout, conn).await;
 }
 
 /// As axum does: a failed handshake of one client is not our problem; running

@@ -1,5 +1,7 @@
-//! The static front end. Only plain files under the folder are served: no
-//! `..`, no dotfiles, never a `.php` source.
+//! The static front end. Only plain files under the folder are served, and
+//! only front-end types ([`SERVED`]): no `..`, no dotfiles, never a PHP source
+//! (`.php`, `.phtml`, `.php.bak`, `.inc`, …), not even through a symlink whose
+//! own name looks harmless: the resolved file's name is checked too.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -48,6 +50,25 @@ pub async fn serve(dir: &Path, path: &str, head: bool) -> Result<Response<Full<B
     Ok(res)
 }
 
+/// The extensions served (case-insensitive): pages, styles, scripts, source
+/// maps, JSON, text, images and fonts. Anything else is 404.
+pub const SERVED: &[&str] = &[
+    "html", "htm", "css", "js", "mjs", "map", "json", "txt", "png", "jpg", "jpeg", "gif", "svg",
+    "webp", "avif", "ico", "bmp", "woff", "woff2", "ttf", "otf", "eot",
+];
+
+/// Whether the file name's extension is one we serve (a dotfile never is).
+fn servable(name: &Path) -> bool {
+    let Some(file) = name.file_name().and_then(|f| f.to_str()) else {
+        return false;
+    };
+    !file.starts_with('.')
+        && name
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| SERVED.iter().any(|s| s.eq_ignore_ascii_case(e)))
+}
+
 /// The file for `path`, or `None` when it is not one we serve.
 fn resolve(dir: &Path, path: &str) -> Option<PathBuf> {
     let decoded = percent_encoding::percent_decode_str(path)
@@ -70,16 +91,18 @@ fn resolve(dir: &Path, path: &str) -> Option<PathBuf> {
     if decoded.ends_with('/') || rel.is_empty() {
         file.push("index.html");
     }
-    if file
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("php"))
-    {
+    if !servable(&file) {
         return None;
     }
-    // Not a directory, and no symlink that leads out of the folder.
+    // Not a directory, no symlink that leads out of the folder, and a symlink
+    // is judged by the file it leads to.
     let real = file.canonicalize().ok()?;
     let root = dir.canonicalize().ok()?;
-    (real.starts_with(&root) && real.is_file()).then_some(real)
+    let inside = real.strip_prefix(&root).ok()?;
+    let hidden = inside
+        .components()
+        .any(|c| c.as_os_str().to_str().is_none_or(|p| p.starts_with('.')));
+    (!hidden && servable(&real) && real.is_file()).then_some(real)
 }
 
 #[cfg(test)]
@@ -90,9 +113,30 @@ mod tests {
     fn refuses_what_must_not_be_served() {
         let dir = std::env::temp_dir().join(format!("cometa-static-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("sub")).unwrap();
-        for f in ["index.html", "a.js", "x.php", ".env", "sub/index.html"] {
+        for f in [
+            "index.html",
+            "a.js",
+            "x.php",
+            ".env",
+            "sub/index.html",
+            "y.phtml",
+            "y.php.bak",
+            "y.inc",
+            "y.PHP5",
+            "noext",
+        ] {
             std::fs::write(dir.join(f), "x").unwrap();
         }
+        std::os::unix::fs::symlink(dir.join("x.php"), dir.join("looks.js")).unwrap();
+        std::os::unix::fs::symlink(dir.join("y.inc"), dir.join("looks.css")).unwrap();
+        std::os::unix::fs::symlink(dir.join("a.js"), dir.join("fine.js")).unwrap();
+        std::fs::create_dir_all(dir.join(".git")).unwrap();
+        std::fs::write(dir.join(".git/HEAD.txt"), "x").unwrap();
+        std::os::unix::fs::symlink(dir.join(".git/HEAD.txt"), dir.join("head.txt")).unwrap();
+        assert!(
+            resolve(&dir, "/fine.js").is_some(),
+            "a symlink to a served type"
+        );
         assert!(resolve(&dir, "/").is_some());
         assert!(resolve(&dir, "/a.js").is_some());
         assert!(resolve(&dir, "/sub/").is_some());
@@ -105,6 +149,14 @@ mod tests {
             "/sub",
             "/nope.js",
             "/a.js%00",
+            "/y.phtml",
+            "/y.php.bak",
+            "/y.inc",
+            "/y.PHP5",
+            "/noext",
+            "/looks.js",
+            "/looks.css",
+            "/head.txt",
         ] {
             assert!(resolve(&dir, bad).is_none(), "{bad} must not be served");
         }

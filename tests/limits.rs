@@ -215,8 +215,9 @@ fn connection_cap_answers_503_at_once_and_recovers() {
     r.assert(503, "application/json", &error_body("server busy"));
     assert_eq!(s.counts().0, 1);
 
-    // Closing one held poll frees a slot: the server serves again.
-    held.pop();
+    // Resetting one held poll frees a slot: the server serves again. (A FIN
+    // alone would be a half-close: the poll would be kept until answered.)
+    held.pop().unwrap().reset();
     common::wait_for(
         Duration::from_secs(10),
         "service after a slot is freed",
@@ -269,4 +270,205 @@ fn slow_headers_are_cut_off_by_the_header_timeout() {
     // The server is still fine.
     s.get("/getNumberOfUsers.php")
         .assert(200, "text/html; charset=UTF-8", "0");
+}
+
+/// Open descriptors of a process.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn over_the_cap_a_silent_connection_is_answered_503_without_a_request() {
+    let s = Server::builder()
+        .hold("20")
+        .arg("--max-connections")
+        .arg("1")
+        .start();
+    assert_eq!(s.send("ana", "first", "main"), 1);
+    let mut held = Conn::open(s.addr).unwrap();
+    held.send_get(s.addr, "/listenToRecive.php?lastId=1")
+        .unwrap();
+    // The slot is taken once the poll is held: a silent connection then gets
+    // its 503 at once, and the end of the connection.
+    let r = common::wait_for(Duration::from_secs(10), "a 503", || {
+        let mut c = Conn::open(s.addr).unwrap();
+        c.set_read_timeout(Duration::from_secs(3));
+        let t0 = Instant::now();
+        let r = c.read_response(false).ok()?;
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        Some(r)
+    });
+    r.assert(503, "application/json", &error_body("server busy"));
+    assert_eq!(r.header("connection"), Some("close"));
+}
+
+#[test]
+fn silent_connections_over_the_cap_hold_a_bounded_number_of_descriptors() {
+    let s = Server::builder()
+        .hold("20")
+        .arg("--max-connections")
+        .arg("50")
+        .start();
+    let base = descriptors(s.pid());
+    // 50 silent connections fill the cap; 400 more neither send nor read.
+    let conns: Vec<Conn> = (0..450).map(|_| Conn::open(s.addr).unwrap()).collect();
+    let mut most = 0;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        most = most.max(descriptors(s.pid()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The cap, the refusals in flight (64), and what the server had.
+    assert!(
+        most <= base + 50 + 64 + 8,
+        "{most} descriptors (base {base}) with 450 silent connections on a 50-cap server"
+    );
+    drop(conns);
+}
+
+#[test]
+fn one_client_address_holds_at_most_its_share_of_connections() {
+    let s = Server::builder()
+        .hold("20")
+        .arg("--max-connections-per-client")
+        .arg("3")
+        .start();
+    assert_eq!(s.send("ana", "first", "main"), 1);
+    let held: Vec<Conn> = (0..2)
+        .map(|_| {
+            let mut c = Conn::open(s.addr).unwrap();
+            c.send_get(s.addr, "/listenToRecive.php?lastId=1").unwrap();
+            c
+        })
+        .collect();
+    s.wait_waiters(2, Duration::from_secs(10));
+    // The third connection is the stats request's; a fourth is refused.
+    let mut third = Conn::open(s.addr).unwrap();
+    let mut fourth = Conn::open(s.addr).unwrap();
+    fourth.set_read_timeout(Duration::from_secs(3));
+    let r = fourth.read_response(false).unwrap();
+    r.assert(429, "application/json", &error_body("too many requests"));
+    // Its slot is free again when one closes.
+    third.send_get(s.addr, "/getNumberOfUsers.php").unwrap();
+    assert_eq!(third.read_response(false).unwrap().status, 200);
+    drop(third);
+    common::wait_for(Duration::from_secs(5), "a slot given back", || {
+        let r = s.get("/getNumberOfUsers.php");
+        (r.status == 200).then_some(())
+    });
+    drop(held);
+}
+
+#[test]
+fn sends_over_the_rate_are_429_with_the_contracts_error() {
+    let s = Server::builder()
+        .send_limits()
+        .args(&["--user-send-burst", "3", "--user-send-rate", "0.01"])
+        .args(&["--client-send-burst", "5", "--client-send-rate", "0.01"])
+        .start();
+    for i in 1..=3 {
+        assert_eq!(s.send("ana", &format!("m{i}"), "main"), i);
+    }
+    let r = s.post("/sendMessage.php", "user=ana&message=one+too+many");
+    r.assert(429, "application/json", &error_body("too many requests"));
+    // The name is the key, trimmed as the endpoint trims it.
+    let r = s.post("/sendMessage.php", "user=+ana+&message=again");
+    r.assert(429, "application/json", &error_body("too many requests"));
+    // Another name from the same address, until the address's burst is used up
+    // (ana's two refused sends counted against it too).
+    let r = s.post("/sendMessage.php", "user=bob&message=x");
+    r.assert(429, "application/json", &error_body("too many requests"));
+    assert_eq!(s.counts().0, 3, "refused sends store nothing");
+    // Polls are never rate limited.
+    assert_eq!(s.listen(0, "main").status, 200);
+}
+
+#[test]
+fn forwarded_addresses_count_only_from_a_trusted_proxy() {
+    let limited = |b: common::Builder| {
+        b.send_limits().args(&["--user-send-rate", "0"]).args(&[
+            "--client-send-burst",
+            "2",
+            "--client-send-rate",
+            "0.01",
+        ])
+    };
+    let send_as = |s: &Server, ip: &str, n: usize| {
+        s.request(
+            "POST",
+            "/sendMessage.php",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Real-IP", ip),
+                ("X-Forwarded-For", ip),
+            ],
+            format!("user=u{n}&message=m").as_bytes(),
+        )
+        .status
+    };
+    // Nobody trusted: the headers are ignored, 127.0.0.1 is the client.
+    let s = limited(Server::builder()).start();
+    let got: Vec<u16> = (0..3)
+        .map(|n| send_as(&s, &format!("10.0.0.{n}"), n))
+        .collect();
+    assert_eq!(got, [200, 200, 429]);
+    // 127.0.0.1 trusted: each named address has its own bucket.
+    let s = limited(Server::builder())
+        .args(&["--trusted-proxy", "127.0.0.0/8"])
+        .start();
+    let got: Vec<u16> = (0..3)
+        .map(|n| send_as(&s, &format!("10.0.0.{n}"), n))
+        .collect();
+    assert_eq!(got, [200, 200, 200]);
+    let got: Vec<u16> = (0..2).map(|n| send_as(&s, "10.0.0.0", n)).collect();
+    assert_eq!(got, [200, 429], "10.0.0.0's third send");
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_connection_cap_counts_the_named_client() {
+    let s = Server::builder()
+        .hold("20")
+        .args(&[
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--max-connections-per-client",
+            "2",
+        ])
+        .start();
+    assert_eq!(s.send("ana", "first", "main"), 1);
+    let poll_as = |ip: &str| {
+        let mut c = Conn::open(s.addr).unwrap();
+        c.write(&common::request_bytes(
+            s.addr,
+            "GET",
+            "/listenToRecive.php?lastId=1",
+            &[("X-Real-IP", ip)],
+            b"",
+        ))
+        .unwrap();
+        c
+    };
+    let _held = [poll_as("10.1.1.1"), poll_as("10.1.1.1")];
+    s.wait_waiters(2, Duration::from_secs(10));
+    // A third request of 10.1.1.1 is refused at once; another client is not.
+    let t0 = Instant::now();
+    let r = s.request(
+        "GET",
+        "/getNumberOfUsers.php",
+        &[("X-Real-IP", "10.1.1.1")],
+        b"",
+    );
+    r.assert(429, "application/json", &error_body("too many requests"));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    let r = s.request(
+        "GET",
+        "/getNumberOfUsers.php",
+        &[("X-Real-IP", "10.1.1.2")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{r}");
+    // The proxy's own connections are not what is counted.
+    assert_eq!(s.get("/getNumberOfUsers.php").status, 200);
 }

@@ -203,3 +203,43 @@ fn base_path_mode_serves_everything_under_the_prefix() {
     let r = s.get("/chat/../outside.txt");
     assert_refused("/chat/../outside.txt", &r);
 }
+
+#[test]
+fn php_sources_are_never_served_even_through_a_symlink_or_another_extension() {
+    let s = Server::start();
+    let dir = &s.static_dir;
+    for f in [
+        "old.php.bak",
+        "view.phtml",
+        "config.inc",
+        "run.PHP7",
+        "Makefile",
+    ] {
+        std::fs::write(dir.join(f), common::SECRET_PHP).unwrap();
+    }
+    // Harmless names that resolve to a PHP source.
+    std::os::unix::fs::symlink(dir.join("secret.php"), dir.join("lib.js")).unwrap();
+    std::os::unix::fs::symlink(dir.join("config.inc"), dir.join("site.css")).unwrap();
+    std::os::unix::fs::symlink(dir.join("sub/inner.php"), dir.join("sub/notes.txt")).unwrap();
+    std::os::unix::fs::symlink(dir.join("sub/.env"), dir.join("env.txt")).unwrap();
+    for path in [
+        "/old.php.bak",
+        "/view.phtml",
+        "/config.inc",
+        "/run.PHP7",
+        "/Makefile",
+        "/lib.js",
+        "/site.css",
+        "/sub/notes.txt",
+        "/env.txt",
+    ] {
+        assert_refused(path, &s.get(path));
+    }
+    // A symlink to a front-end file is still served.
+    std::os::unix::fs::symlink(dir.join("app.js"), dir.join("app2.js")).unwrap();
+    assert_served(
+        &s.get("/app2.js"),
+        APP_JS,
+        &["application/javascript", "text/javascript"],
+    );
+}

@@ -44,9 +44,17 @@ pub(crate) struct Builder {
     envs: Vec<(String, String)>,
     public_stats: bool,
     admin: bool,
+    send_limits: bool,
 }
 
 impl Builder {
+    /// Keep the default send rate limits (most tests send faster than any
+    /// person, so the harness turns them off unless asked).
+    pub(crate) fn send_limits(mut self) -> Self {
+        self.send_limits = true;
+        self
+    }
+
     /// Serve the admin listener on an ephemeral loopback port ([`Server::admin`]).
     pub(crate) fn admin(mut self) -> Self {
         self.admin = true;
@@ -90,6 +98,11 @@ impl Builder {
 
     pub(crate) fn arg(mut self, a: &str) -> Self {
         self.extra.push(a.to_string());
+        self
+    }
+
+    pub(crate) fn args(mut self, a: &[&str]) -> Self {
+        self.extra.extend(a.iter().map(|s| s.to_string()));
         self
     }
 
@@ -140,6 +153,9 @@ impl Builder {
         }
         if self.admin {
             cmd.arg("--admin-listen").arg("127.0.0.1:0");
+        }
+        if !self.send_limits {
+            cmd.args(["--client-send-rate", "0", "--user-send-rate", "0"]);
         }
         cmd.args(&self.extra);
         if std::env::var_os("RUST_LOG").is_none() {
@@ -319,6 +335,7 @@ impl Server {
             envs: Vec::new(),
             public_stats: true,
             admin: false,
+            send_limits: false,
         }
     }
 
@@ -793,6 +810,21 @@ impl Conn {
         })
     }
 
+    /// A connection whose receive buffer (and so its TCP window) is a few KiB,
+    /// fixed: a client that reads slowly, or not at all, backs up at once.
+    pub(crate) fn open_small_window(addr: SocketAddr) -> std::io::Result<Conn> {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        sock.set_recv_buffer_size(4096)?;
+        sock.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+        let s: TcpStream = sock.into();
+        s.set_read_timeout(Some(READ_TIMEOUT))?;
+        s.set_write_timeout(Some(Duration::from_secs(10)))?;
+        s.set_nodelay(true)?;
+        Ok(Conn {
+            reader: BufReader::new(s),
+        })
+    }
+
     pub(crate) fn stream(&self) -> &TcpStream {
         self.reader.get_ref()
     }
@@ -815,6 +847,24 @@ impl Conn {
 
     pub(crate) fn read_response(&mut self, head_only: bool) -> std::io::Result<Response> {
         read_response(&mut self.reader, head_only)
+    }
+
+    /// Closes with a reset (RST), as a browser or an OS does when it drops a
+    /// connection on the floor. A plain close sends a FIN, which on TCP looks
+    /// like a half-close: the server keeps the request until it is answered.
+    pub(crate) fn reset(self) {
+        let s = self.reader.into_inner();
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+        drop(s);
+    }
+
+    /// Shuts the write side (FIN), as `nc -N` does after its request.
+    pub(crate) fn half_close(&self) {
+        self.stream()
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown(Write)");
     }
 }
 
