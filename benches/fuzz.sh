@@ -4,7 +4,7 @@
 #
 #   benches/fuzz.sh [RUNS] [TARGET...]
 #
-# Targets: php_params, int_cast, json_string, htmlspecialchars (fuzz/src/lib.rs:
+# Targets: php_params, int_cast, json_string, htmlspecialchars, profile_load (fuzz/src/lib.rs:
 # PHP's $_REQUEST, (int), json_encode and htmlspecialchars, each checked
 # against a simple model). Under libFuzzer when cargo-fuzz is installed
 # (`cargo install cargo-fuzz`); it needs nightly features, which a stable
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-10000000}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(php_params int_cast json_string htmlspecialchars)
+((${#targets[@]})) || targets=(php_params int_cast json_string htmlspecialchars profile_load)
 
 if cargo fuzz --version >/dev/null 2>&1; then
   tmp=$(mktemp -d)

@@ -191,10 +191,21 @@ fn htmlspecialchars() {
 }
 
 #[test]
+fn profile_load() {
+    smoke("profile_load");
+}
+
+#[test]
 fn every_target_has_a_smoke_test() {
     let names: Vec<&str> = targets::TARGETS.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         names,
-        ["php_params", "int_cast", "json_string", "htmlspecialchars"]
+        [
+            "php_params",
+            "int_cast",
+            "json_string",
+            "htmlspecialchars",
+            "profile_load"
+        ]
     );
 }

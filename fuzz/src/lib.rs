@@ -18,7 +18,46 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("int_cast", int_cast),
     ("json_string", json_string),
     ("htmlspecialchars", htmlspecialchars),
+    ("profile_load", profile_load),
 ];
+
+/// The profile loader and renderer: any text as a profile file never panics
+/// the loader, the check against its schema, or the rendering of its
+/// answers over parameters made of the same bytes; a profile that loads has
+/// its errors named by file. (The classic answer against a model of
+/// `json_encode(htmlspecialchars(…))`: `tests/profile_fuzz.rs`.)
+pub fn profile_load(data: &[u8]) {
+    use cometa::profile::templates::Scope;
+    use cometa::profile::{self, Profile, Value};
+    let source = text(data);
+    let tz = jiff::tz::TimeZone::UTC;
+    match Profile::parse_text("fuzz.toml", &source, &tz) {
+        Err(e) => assert_eq!(e.file, "fuzz.toml"),
+        Ok(mut p) => {
+            if let Ok(checker) = cometa::store::Checker::memory(cometa::store::Schema {
+                app: &p.schema,
+                extra: &p.extra_sql,
+                topics: &p.topics,
+            }) {
+                let _ = p.check_sql(|sql| checker.prepare(sql));
+            }
+            let mut scope = Scope::default();
+            for (i, prm) in p.params.iter().enumerate() {
+                let v = match data.get(i) {
+                    Some(b) if b % 2 == 0 => Value::Int(i64::from(*b)),
+                    _ => Value::Text(source.chars().take(i * 3).collect()),
+                };
+                scope.set(&prm.name, v);
+            }
+            for b in profile::BUILTIN_VARS {
+                scope.set(b, Value::Int(1));
+            }
+            for a in &p.answers {
+                let _ = p.render(&a.template, &scope);
+            }
+        }
+    }
+}
 
 /// The bytes as text: as they are when they are UTF-8, else lossily.
 fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
