@@ -1,22 +1,37 @@
-//! The old front end is frozen: the Rust server adapts to it, never the other
-//! way round. Its files must keep the checksums recorded in
-//! `legacy_php/frozen-client.sha256` when its browser tests passed against PHP.
+//! The old front ends are frozen: the Rust server adapts to them, never the
+//! other way round. Their files must keep the checksums recorded when their
+//! browser tests passed against PHP: `legacy_php/frozen-client.sha256` for the
+//! built-in chat, `legacy_php/omegle/frozen-client.sha256` for the
+//! talk-to-a-stranger chat.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-fn public() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/legacy_php/public"))
+/// A frozen front end: its folder (under the repository) and its checksum list.
+struct Client {
+    public: &'static str,
+    sums: &'static str,
 }
 
-fn recorded() -> Vec<(String, String)> {
-    let list = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/legacy_php/frozen-client.sha256"
-    ))
-    .expect("legacy_php/frozen-client.sha256");
+const CHAT: Client = Client {
+    public: "legacy_php/public",
+    sums: "legacy_php/frozen-client.sha256",
+};
+
+const OMEGLE: Client = Client {
+    public: "legacy_php/omegle/public",
+    sums: "legacy_php/omegle/frozen-client.sha256",
+};
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn recorded(client: &Client) -> Vec<(String, String)> {
+    let list = std::fs::read_to_string(repo(client.sums))
+        .unwrap_or_else(|e| panic!("{}: {e}", client.sums));
     list.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -30,30 +45,51 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[test]
-fn front_end_files_are_unchanged() {
-    for (sum, name) in recorded() {
-        let bytes = std::fs::read(public().join(&name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+fn assert_unchanged(client: &Client) {
+    for (sum, name) in recorded(client) {
+        let bytes = std::fs::read(repo(client.public).join(&name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
             hex(&Sha256::digest(&bytes)),
             sum,
-            "legacy_php/public/{name} changed: the front end is frozen; adapt the server instead"
+            "{}/{name} changed: the front end is frozen; adapt the server instead",
+            client.public
         );
     }
 }
 
-#[test]
-fn every_front_end_file_is_under_the_freeze() {
-    let frozen: BTreeSet<String> = recorded().into_iter().map(|(_, n)| n).collect();
-    let served: BTreeSet<String> = std::fs::read_dir(public())
+fn assert_all_frozen(client: &Client) {
+    let frozen: BTreeSet<String> = recorded(client).into_iter().map(|(_, n)| n).collect();
+    let served: BTreeSet<String> = std::fs::read_dir(repo(client.public))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| !n.ends_with(".php"))
         .collect();
     assert_eq!(
         served, frozen,
-        "a static file was added to or removed from the frozen front end"
+        "a static file was added to or removed from the frozen front end in {}",
+        client.public
     );
+}
+
+#[test]
+fn front_end_files_are_unchanged() {
+    assert_unchanged(&CHAT);
+}
+
+#[test]
+fn every_front_end_file_is_under_the_freeze() {
+    assert_all_frozen(&CHAT);
+}
+
+#[test]
+fn omegle_front_end_files_are_unchanged() {
+    assert_unchanged(&OMEGLE);
+}
+
+#[test]
+fn every_omegle_front_end_file_is_under_the_freeze() {
+    assert_all_frozen(&OMEGLE);
 }
 
 #[test]
@@ -73,7 +109,7 @@ fn jquery_is_the_published_npm_file() {
     }
     assert_eq!(
         std::fs::read(published).unwrap(),
-        std::fs::read(public().join("jquery-1.12.4.min.js")).unwrap(),
+        std::fs::read(repo(CHAT.public).join("jquery-1.12.4.min.js")).unwrap(),
         "the vendored jQuery differs from jquery@1.12.4's dist/jquery.min.js"
     );
 }
