@@ -6,6 +6,7 @@
 //! seconds even when the server misbehaves.
 #![allow(dead_code)]
 
+pub(crate) mod omegle;
 pub(crate) mod php;
 pub(crate) mod stack;
 

@@ -109,13 +109,30 @@ impl PhpServer {
         PhpServer::start_in(dir, db.to_owned(), hold, timezone)
     }
 
+    /// Starts another app (web root `root`, say `legacy_php/omegle/public`) on an
+    /// existing database that already has that app's schema.
+    pub(crate) fn start_app(root: &Path, db: &Path) -> PhpServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        PhpServer::start_root(root, dir, db.to_owned(), "25", "UTC")
+    }
+
     fn start_in(dir: tempfile::TempDir, db: PathBuf, hold: &str, timezone: &str) -> PhpServer {
-        let index = std::fs::read(web_root().join("index.html")).expect("read index.html");
+        PhpServer::start_root(&web_root(), dir, db, hold, timezone)
+    }
+
+    fn start_root(
+        root: &Path,
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        hold: &str,
+        timezone: &str,
+    ) -> PhpServer {
+        let index = std::fs::read(root.join("index.html")).expect("read index.html");
         let mut failures = String::new();
         for attempt in 1..=BIND_ATTEMPTS {
             let log = dir.path().join(format!("php{attempt}.log"));
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let mut child = spawn(addr, &db, &log, hold, timezone);
+            let mut child = spawn(root, addr, &db, &log, hold, timezone);
             match wait_ready(&mut child, addr, &index) {
                 Ok(()) => {
                     return PhpServer {
@@ -148,8 +165,15 @@ impl PhpServer {
     }
 }
 
-/// `php -S addr -t legacy_php/public` in its own process group, output to `log`.
-fn spawn(addr: SocketAddr, db: &Path, log: &Path, hold: &str, timezone: &str) -> Child {
+/// `php -S addr -t root` in its own process group, output to `log`.
+fn spawn(
+    root: &Path,
+    addr: SocketAddr,
+    db: &Path,
+    log: &Path,
+    hold: &str,
+    timezone: &str,
+) -> Child {
     let out = std::fs::File::create(log).expect("php log file");
     let err = out.try_clone().expect("php log file");
     Command::new("php")
@@ -158,7 +182,7 @@ fn spawn(addr: SocketAddr, db: &Path, log: &Path, hold: &str, timezone: &str) ->
         .arg("-S")
         .arg(addr.to_string())
         .arg("-t")
-        .arg(web_root())
+        .arg(root)
         .env("PHP_CLI_SERVER_WORKERS", WORKERS)
         .env("CHAT_DB", db)
         .env("CHAT_HOLD", hold)
