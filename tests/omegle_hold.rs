@@ -23,7 +23,7 @@ use common::omegle::{
     NO_RESULT, Tables, assert_answer, page_post, send_target, start_cometa_in, start_php,
 };
 use common::php::{PhpServer, php_or_skip};
-use common::{Conn, Response, Server, request_bytes};
+use common::{Conn, Response, Server, request_bytes, wait_for};
 
 /// A hold far longer than any answer the tests wait for.
 const LONG_HOLD: &str = "20";
@@ -63,12 +63,26 @@ impl App {
     }
 
     /// Opens `listenToReceive.php?userId=user` and waits (bounded) until cometa
-    /// holds it, with `already` other polls held.
-    fn held_poll(&self, user: i64, already: u64) -> Poll {
+    /// holds it: its waiter count (`/_cometa/stats`) rises. The count is read
+    /// before and after, not compared with a number of polls: cometa counts a
+    /// held request once per key it waits on (this one waits on two, its inbox
+    /// and its pairing), which is an implementation detail.
+    fn held_poll(&self, user: i64) -> Poll {
+        let before = self.cometa.stats().0;
         let poll = Poll::open(self.addr(), user);
-        self.cometa
-            .wait_waiters(already + 1, Duration::from_secs(5));
+        wait_for(Duration::from_secs(5), "cometa to hold the poll", || {
+            (self.cometa.stats().0 > before).then_some(())
+        });
         poll
+    }
+
+    /// Waits (bounded) until `n` polls are connected and held: `n` connections
+    /// besides the stats request, and at least `n` waiters.
+    fn wait_polls(&self, n: u64) {
+        wait_for(Duration::from_secs(5), &format!("{n} held polls"), || {
+            let (waiters, connections) = self.cometa.stats();
+            (waiters >= n && connections > n).then_some(())
+        });
     }
 }
 
@@ -110,7 +124,7 @@ impl Poll {
 fn a_held_poll_answers_a_message_sent_through_cometa() {
     let app = App::start(LONG_HOLD);
     let (ana, bob) = app.pair();
-    let poll = app.held_poll(bob, 0);
+    let poll = app.held_poll(bob);
     let t0 = Instant::now();
     assert_answer(
         &page_post(app.addr(), &send_target(ana, bob, "hi <b>bob</b> 😀")),
@@ -138,7 +152,7 @@ fn a_held_poll_answers_a_message_php_commits() {
     let (ana, bob) = app.pair();
     // Warm PHP up, so that the timing below is the wake-up, not PHP's start.
     assert_answer(&page_post(php.addr, "/getNumberOfUsers.php"), "2");
-    let poll = app.held_poll(bob, 0);
+    let poll = app.held_poll(bob);
     let t0 = Instant::now();
     assert_answer(
         &page_post(php.addr, &send_target(ana, bob, "from PHP, café")),
@@ -161,7 +175,7 @@ fn a_held_poll_answers_a_message_php_commits() {
 fn a_held_poll_answers_the_sentinel_when_the_partner_leaves() {
     let app = App::start(LONG_HOLD);
     let (ana, bob) = app.pair();
-    let poll = app.held_poll(bob, 0);
+    let poll = app.held_poll(bob);
     let t0 = Instant::now();
     assert_answer(
         &page_post(app.addr(), &format!("/leaveChat.php?userId={ana}")),
@@ -185,7 +199,7 @@ fn a_held_poll_answers_the_sentinel_when_the_partner_leaves_through_php() {
     let php = start_php(&app.cometa.db);
     let (ana, bob) = app.pair();
     assert_answer(&page_post(php.addr, "/getNumberOfUsers.php"), "2");
-    let poll = app.held_poll(bob, 0);
+    let poll = app.held_poll(bob);
     let t0 = Instant::now();
     assert_answer(
         &page_post(php.addr, &format!("/leaveChat.php?userId={ana}")),
@@ -219,7 +233,7 @@ fn a_quiet_poll_ends_empty_at_the_hold() {
     );
     // Another user's message does not end it early either.
     let (carol, dave) = app.pair();
-    let poll = app.held_poll(bob, 0);
+    let poll = app.held_poll(bob);
     let sent = poll.sent;
     assert_answer(
         &page_post(app.addr(), &send_target(carol, dave, "not for bob")),
@@ -237,8 +251,8 @@ fn a_quiet_poll_ends_empty_at_the_hold() {
 fn sigterm_answers_held_polls_empty() {
     let mut app = App::start(LONG_HOLD);
     let (ana, bob) = app.pair();
-    let first = app.held_poll(ana, 0);
-    let second = app.held_poll(bob, 1);
+    let first = app.held_poll(ana);
+    let second = app.held_poll(bob);
     let t0 = Instant::now();
     app.cometa.signal("TERM");
     for (who, poll) in [("ana", first), ("bob", second)] {
@@ -362,7 +376,7 @@ fn two_tabs_polling_get_each_message_once() {
             .map(|_| s.spawn(|| poller(app.addr(), bob, &done, MESSAGES, deadline, Duration::ZERO)))
             .collect();
         // Both tabs are waiting before the first message.
-        app.cometa.wait_waiters(2, Duration::from_secs(5));
+        app.wait_polls(2);
         send_all(&[app.addr()], ana, bob, 0..MESSAGES);
         tabs.into_iter()
             .map(|t| t.join().expect("poller"))
@@ -381,41 +395,46 @@ fn two_tabs_and_php_polling_while_php_writes_get_each_message_once() {
     let (ana, bob) = app.pair();
     let done = AtomicUsize::new(0);
     let deadline = Instant::now() + RUN_LIMIT;
+    // A backlog first (through cometa and PHP in turn), so that the tabs
+    // compete for queued messages as well as for fresh ones.
+    let backlog = MESSAGES / 3;
+    let (cometa, php_addr) = (app.addr(), php.addr);
+    send_all(&[app.addr(), php.addr], ana, bob, 0..backlog);
     let got: Vec<Vec<String>> = thread::scope(|s| {
-        let mut pollers: Vec<_> = (0..2)
-            .map(|_| s.spawn(|| poller(app.addr(), bob, &done, MESSAGES, deadline, Duration::ZERO)))
-            .collect();
-        app.cometa.wait_waiters(2, Duration::from_secs(5));
-        // A third tab on the PHP version, which answers at once: it polls at a
-        // brisk pace of its own.
-        pollers.push(s.spawn(|| {
-            poller(
-                php.addr,
-                bob,
-                &done,
-                MESSAGES,
-                deadline,
-                Duration::from_millis(20),
-            )
-        }));
-        // Half the messages through cometa, half through PHP, at the same time.
+        let done = &done;
+        let tab =
+            move |addr: SocketAddr| poller(addr, bob, done, MESSAGES, deadline, Duration::ZERO);
+        // Two tabs on cometa, a third on the PHP version (which answers at once).
+        let pollers = [
+            s.spawn(move || tab(cometa)),
+            s.spawn(move || tab(cometa)),
+            s.spawn(move || tab(php_addr)),
+        ];
+        // The rest: even ones through cometa, odd ones through PHP, at once.
         let senders = [
             s.spawn(|| {
                 send_all(
-                    &[app.addr()],
+                    &[cometa],
                     ana,
                     bob,
-                    (0..MESSAGES).filter(|i| i % 2 == 0),
+                    (backlog..MESSAGES).filter(|i| i % 2 == 0),
                 )
             }),
-            s.spawn(|| send_all(&[php.addr], ana, bob, (0..MESSAGES).filter(|i| i % 2 == 1))),
+            s.spawn(|| {
+                send_all(
+                    &[php_addr],
+                    ana,
+                    bob,
+                    (backlog..MESSAGES).filter(|i| i % 2 == 1),
+                )
+            }),
         ];
         for t in senders {
             t.join().expect("sender");
         }
         pollers
-            .into_iter()
             .map(|t| t.join().expect("poller"))
+            .into_iter()
             .collect()
     });
     // Two senders at once: names are in id order per sender only.
