@@ -218,6 +218,24 @@ async function startMixed(db) {
   }
 }
 
+/** Waits (bounded) until cometa's `/_cometa/stats` counts a held request. */
+async function heldByCometa(base, ms) {
+  const deadline = Date.now() + ms;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${base}/_cometa/stats`, { signal: AbortSignal.timeout(1000) });
+      last = await res.text();
+      const m = last.match(/"waiters":(\d+)/);
+      if (res.status === 200 && m && Number(m[1]) > 0) return;
+    } catch (err) {
+      last = err.message;
+    }
+    await sleep(50);
+  }
+  throw new Error(`no poll held by cometa within ${ms} ms: /_cometa/stats answered ${last}`);
+}
+
 /** Why this backend cannot run here, or null. */
 function missingTool(backend) {
   const missing = missingChromium() ?? missingPhp();
@@ -340,6 +358,10 @@ function backendSuite(backend, start) {
         await stateIs(bob, 'bob', 'chatting', 5000);
         await stateIs(ana, 'ana', 'chatting', 5000);
         t.diagnostic(`${backend}: both paired ${Date.now() - pairedAt} ms after bob pressed start`);
+        if (backend !== 'php') {
+          // The polls are cometa's: it holds them (through nginx too).
+          await heldByCometa(base, 3000);
+        }
         for (const [who, page] of Object.entries(pages)) {
           await until(page, `${who} is told a stranger is there`,
             () => document.getElementById('status').textContent.includes('chatting with a random stranger'), null, 1000);
