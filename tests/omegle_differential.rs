@@ -4,7 +4,7 @@
 //! status, `Content-Type` and the body's bytes; then the rows of the five tables
 //! (dates aside: each must be a `CURRENT_TIMESTAMP` of the run). The scenario also
 //! states what each answer and the final rows must be (the contract,
-//! `apps/omegle.md`): a PHP answer that differs is reported too, and
+//! `docs/apps/omegle.md`): a PHP answer that differs is reported too, and
 //! `php_reference_meets_the_contract` checks the reference alone.
 //!
 //! Requests are sent as the page sends them: `POST` with an empty body and no
