@@ -80,6 +80,36 @@ fn php_reference_meets_the_contract() {
     run(false);
 }
 
+/// The page puts the text in the URL unencoded, so a typed `%FF` reaches PHP as
+/// the byte 0xFF: PHP stores and delivers the bytes it decoded, valid UTF-8 or
+/// not (the recipient's browser shows U+FFFD). cometa reads a parameter that is
+/// not valid UTF-8 as absent (`src/engine.rs`, `read_params`), so the message
+/// is stored and delivered empty: the recipient sees nothing.
+#[test]
+#[ignore = "known divergence: cometa reads a msg that is not valid UTF-8 as absent (stores an empty message); PHP keeps the bytes"]
+fn a_typed_escape_that_is_not_utf8_is_kept_as_php_keeps_it() {
+    if !php_or_skip("omegle differential, bytes") {
+        return;
+    }
+    let mut d = Diff::start(true);
+    d.page("ana starts", "startChat.php", "1");
+    d.page("bob starts", "startChat.php", "2");
+    d.page("bob finds ana", "randomChat.php?userId=2", "1");
+    for (typed, stored) in [
+        ("50%FF off", &b"50\xFF off"[..]),
+        ("caf%C3", b"caf\xC3"),
+        ("nul %00 byte", b"nul \0 byte"),
+    ] {
+        d.send(ANA, BOB, typed);
+        d.exact(
+            "bob's poll",
+            Req::page("/listenToReceive.php?userId=2"),
+            stored,
+        );
+    }
+    d.finish();
+}
+
 fn run(with_cometa: bool) {
     let t0 = Instant::now();
     let mut d = Diff::start(with_cometa);
@@ -536,7 +566,8 @@ impl Diff {
 
     /// Both answer alike (when cometa runs), and PHP answers `200 text/html` with
     /// exactly `body`.
-    fn exact(&mut self, label: &str, req: Req, body: &str) {
+    fn exact(&mut self, label: &str, req: Req, body: impl AsRef<[u8]>) {
+        let body = body.as_ref();
         self.compared += 1;
         let (php, cometa) = thread::scope(|s| {
             let cometa = self.cometa.as_ref().map(|c| s.spawn(|| req.run(c.addr)));
@@ -554,10 +585,10 @@ impl Diff {
                         "php does not answer what the contract says: 200 {HTML}"
                     ));
                 }
-                if p.body != body.as_bytes() {
+                if p.body != body {
                     problems.push(format!(
                         "php's body is not the contract's: {}",
-                        where_bodies_differ("the contract", body.as_bytes(), "php", &p.body)
+                        where_bodies_differ("the contract", body, "php", &p.body)
                     ));
                 }
             }
