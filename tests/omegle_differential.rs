@@ -288,7 +288,7 @@ fn save_log(d: &mut Diff) {
     d.exact(
         "ana's log by GET (a link)",
         Req::get("/saveLog.php?userId=1&strangerId=2"),
-        &log_html(&ana_lines),
+        log_html(&ana_lines),
     );
 }
 
