@@ -208,8 +208,6 @@ async function startMixed(db) {
       const base = `http://127.0.0.1:${port}`;
       try {
         await waitReady(nginx, base);
-        // The poll really goes to cometa: it holds a quiet one (an unknown user
-        // has no chat, so it answers the sentinel at once; a paired one waits).
         return { base, output, stop, stopCometa: stopCometaHere, startCometa: startCometaHere };
       } catch (err) {
         await stopProcess(nginx);
