@@ -208,7 +208,14 @@ async function startMixed(db) {
       const base = `http://127.0.0.1:${port}`;
       try {
         await waitReady(nginx, base);
-        return { base, output, stop, stopCometa: stopCometaHere, startCometa: startCometaHere };
+        return {
+          base,
+          output,
+          stop,
+          stopCometa: stopCometaHere,
+          startCometa: startCometaHere,
+          stopFpm: () => stopProcess(fpm),
+        };
       } catch (err) {
         await stopProcess(nginx);
         procs.pop();
@@ -491,6 +498,19 @@ function backendSuite(backend, start) {
         await countIs(bob, 'bob', 1, 5000);
         await ana.close({ runBeforeUnload: true });
         await countIs(bob, 'bob', 0, 5000);
+
+        if (server.stopFpm) {
+          // php-fpm down: nginx answers its endpoints with an empty 200 too.
+          await server.stopFpm();
+          for (const ep of ['getNumberOfUsers.php', 'sendMsg.php?userId=1&strangerId=2&msg=x', 'startChat.php']) {
+            const res = await fetch(`${base}/${ep}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
+            assert.deepEqual(
+              [res.status, res.headers.get('content-type'), await res.text()],
+              [200, 'text/html; charset=UTF-8', ''],
+              `${ep} through nginx while php-fpm is down`,
+            );
+          }
+        }
 
         assert.deepEqual(pageErrors, [], 'no script error in the pages');
       } catch (err) {
