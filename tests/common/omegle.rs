@@ -270,8 +270,3 @@ impl Tables {
 pub(crate) fn user(id: i64, inchat: &str) -> (Value, Value) {
     (Value::Integer(id), Value::Text(inchat.to_string()))
 }
-
-/// A `chats` row.
-pub(crate) fn chat(user: i64, partner: i64) -> (Value, Value) {
-    (Value::Integer(user), Value::Integer(partner))
-}
