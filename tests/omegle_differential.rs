@@ -11,6 +11,8 @@
 //! `Content-Type`, the parameters in the query string, a message unencoded as
 //! typed and then encoded as the browser encodes a URL (`as_browser_sends`).
 //! A few requests use a form body or `GET`, which `$_REQUEST` reads too.
+//! `randomChat.php` picks a random waiting user: the scenario never has more than
+//! one candidate waiting, so both servers pick the same one.
 //!
 //! cometa holds a quiet `listenToReceive.php` for its `--hold` (1 s here) and then
 //! answers it empty; PHP answers it empty at once. Both bodies are empty, so they
