@@ -64,9 +64,9 @@ impl App {
 
     /// Opens `listenToReceive.php?userId=user` and waits (bounded) until cometa
     /// holds it: its waiter count (`/_cometa/stats`) rises. The count is read
-    /// before and after, not compared with a number of polls: cometa counts a
-    /// held request once per key it waits on (this one waits on two, its inbox
-    /// and its pairing), which is an implementation detail.
+    /// before and after rather than compared with a number of polls, so that
+    /// the test does not depend on how cometa counts a request that waits on two
+    /// keys (its inbox and its pairing).
     fn held_poll(&self, user: i64) -> Poll {
         let before = self.cometa.stats().0;
         let poll = Poll::open(self.addr(), user);
