@@ -76,13 +76,20 @@ impl App {
         poll
     }
 
-    /// Waits (bounded) until `n` polls are connected and held: `n` connections
-    /// besides the stats request, and at least `n` waiters.
-    fn wait_polls(&self, n: u64) {
-        wait_for(Duration::from_secs(5), &format!("{n} held polls"), || {
-            let (waiters, connections) = self.cometa.stats();
-            (waiters >= n && connections > n).then_some(())
-        });
+    /// Waits (bounded) until `n` polls are held; otherwise sets `stop` to
+    /// `MESSAGES`, so that the pollers end, and fails.
+    fn wait_polls(&self, n: u64, stop: &AtomicUsize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut waiters = 0;
+        while Instant::now() < deadline {
+            waiters = self.cometa.stats().0;
+            if waiters >= n {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(MESSAGES, Ordering::SeqCst);
+        panic!("{n} polls were not held within 5 s: cometa counts {waiters} waiters");
     }
 }
 
@@ -376,7 +383,7 @@ fn two_tabs_polling_get_each_message_once() {
             .map(|_| s.spawn(|| poller(app.addr(), bob, &done, MESSAGES, deadline, Duration::ZERO)))
             .collect();
         // Both tabs are waiting before the first message.
-        app.wait_polls(2);
+        app.wait_polls(2, &done);
         send_all(&[app.addr()], ana, bob, 0..MESSAGES);
         tabs.into_iter()
             .map(|t| t.join().expect("poller"))

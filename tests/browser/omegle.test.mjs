@@ -89,8 +89,18 @@ function schemaByPhp(db) {
   }
 }
 
+/** cometa's arguments; its admin listener (counters) on a loopback port. */
 function cometaArgs(listen, db) {
-  return ['--profile', 'omegle', '--listen', listen, '--db', db, '--hold', HOLD, '--static-dir', STATIC_DIR];
+  return [
+    '--profile', 'omegle', '--listen', listen, '--db', db, '--hold', HOLD, '--static-dir', STATIC_DIR,
+    '--admin-listen', '127.0.0.1:0',
+  ];
+}
+
+/** The admin listener's base URL, from cometa's second stdout line. */
+async function adminBase(proc) {
+  const m = await waitForOutput(proc, /cometa admin on (http:\/\/127\.0\.0\.1:\d+)/, 15_000);
+  return m[1];
 }
 
 async function startCometa(db) {
@@ -100,8 +110,9 @@ async function startCometa(db) {
   try {
     const m = await waitForOutput(proc, /cometa listening on (http:\/\/127\.0\.0\.1:\d+)/, 15_000);
     const base = m[1];
+    const admin = await adminBase(proc);
     await waitReady(proc, base);
-    return { base, output: () => proc.output.slice(-4000), stop: () => stopProcess(proc) };
+    return { base, admin: () => admin, output: () => proc.output.slice(-4000), stop: () => stopProcess(proc) };
   } catch (err) {
     await stopProcess(proc);
     err.message += `\n--- cometa output ---\n${proc.output}`;
@@ -161,6 +172,7 @@ async function startMixed(db) {
       SOCKET_GROUP: id('-gn'),
       CHAT_DB: db,
       CHAT_HOLD: HOLD,
+      TIMEZONE: 'UTC',
     }));
     fs.writeFileSync(path.join(dir, 'php-fpm.conf'), fpmMain(dir));
     const fpmArgs = ['-F', '-y', path.join(dir, 'php-fpm.conf'), '-p', dir];
@@ -172,11 +184,13 @@ async function startMixed(db) {
 
     // cometa, restartable on the same socket (the restart check below).
     let cometa = null;
+    let admin = null;
     const startCometaHere = async () => {
       cometa = startProcess(COMETA_BIN, cometaArgs(`unix:${cometaSock}`, db), { NO_COLOR: '1' });
       cometa.name = 'cometa';
       procs.push(cometa);
       await waitForOutput(cometa, new RegExp(`cometa listening on unix:${reEscape(cometaSock)}`), 15_000);
+      admin = await adminBase(cometa);
     };
     const stopCometaHere = async () => {
       await stopProcess(cometa);
@@ -212,6 +226,7 @@ async function startMixed(db) {
           base,
           output,
           stop,
+          admin: () => admin,
           stopCometa: stopCometaHere,
           startCometa: startCometaHere,
           stopFpm: () => stopProcess(fpm),
@@ -232,13 +247,13 @@ async function startMixed(db) {
   }
 }
 
-/** Waits (bounded) until cometa's `/_cometa/stats` counts a held request. */
-async function heldByCometa(base, ms) {
+/** Waits (bounded) until cometa's `/_cometa/stats` (on its admin listener) counts a held request. */
+async function heldByCometa(admin, ms) {
   const deadline = Date.now() + ms;
   let last = 'no answer';
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`${base}/_cometa/stats`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`${admin}/_cometa/stats`, { signal: AbortSignal.timeout(1000) });
       last = await res.text();
       const m = last.match(/"waiters":(\d+)/);
       if (res.status === 200 && m && Number(m[1]) > 0) return;
@@ -423,9 +438,9 @@ function backendSuite(backend, start) {
         await stateIs(bob, 'bob', 'chatting', 5000);
         await stateIs(ana, 'ana', 'chatting', 5000);
         t.diagnostic(`${backend}: both paired ${Date.now() - pairedAt} ms after bob pressed start`);
-        if (backend !== 'php') {
+        if (server.admin) {
           // The polls are cometa's: it holds them (through nginx too).
-          await heldByCometa(base, 3000);
+          await heldByCometa(server.admin(), 3000);
         }
         for (const [who, page] of Object.entries(pages)) {
           await until(page, `${who} is told a stranger is there`,

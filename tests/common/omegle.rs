@@ -54,12 +54,14 @@ pub(crate) fn migrate(db: &Path) {
 }
 
 /// `cometa --profile omegle` on `dir/chat.sqlite`, migrated first, holding a
-/// quiet `listenToReceive.php` for `hold` seconds.
+/// quiet `listenToReceive.php` for `hold` seconds, with its admin listener (for
+/// the waiter count).
 pub(crate) fn start_cometa_in(dir: &Path, hold: &str) -> Server {
     migrate(&dir.join("chat.sqlite"));
     Server::builder()
         .dir(dir)
         .hold(hold)
+        .admin()
         .arg("--profile")
         .arg("omegle")
         .start()
