@@ -739,9 +739,19 @@ fn read_params(profile: &Profile, route: &Route, input: &Input<'_>) -> Result<Sc
             Param::Absent => None,
             // Without a reason to refuse it, an array or undecodable text reads
             // as absent (as a careful `is_string($v) ? $v : default` reads it).
-            Param::Array | Param::InvalidUtf8 => match &p.invalid {
+            Param::Array => match &p.invalid {
                 Some(reason) => return Err(reason.clone()),
                 None => None,
+            },
+            // Without a reason to refuse it, text that is not UTF-8 reads with
+            // U+FFFD for each bad byte: what a browser shows of PHP's raw bytes.
+            Param::InvalidUtf8(lossy) => match &p.invalid {
+                Some(reason) => return Err(reason.clone()),
+                None => Some(if p.trim {
+                    php::trim(&lossy).to_owned()
+                } else {
+                    lossy
+                }),
             },
             Param::Text(s) => Some(if p.trim { php::trim(&s).to_owned() } else { s }),
         };

@@ -26,8 +26,9 @@ pub enum Param {
     Text(String),
     /// `name[]=…` / `name[key]=…`: PHP made it an array (its contents are not kept).
     Array,
-    /// A scalar value whose percent-decoded bytes are not valid UTF-8.
-    InvalidUtf8,
+    /// A scalar value whose percent-decoded bytes are not valid UTF-8; kept
+    /// as text with U+FFFD for each bad sequence (for readers that do not refuse it).
+    InvalidUtf8(String),
 }
 
 /// One registered variable of one source; `Param::Absent` marks a deletion
@@ -108,7 +109,7 @@ impl Request {
     /// Returns a clone of the stored value (cheap: only a `Text` allocates).
     pub fn get(&self, name: &str) -> Param {
         match find(&self.body, name) {
-            Some(p @ (Param::Text(_) | Param::Array | Param::InvalidUtf8)) => p.clone(),
+            Some(p @ (Param::Text(_) | Param::Array | Param::InvalidUtf8(_))) => p.clone(),
             // Not in the body, or deleted from $_POST only: $_GET's value stays.
             Some(Param::Absent) | None => find(&self.query, name).cloned().unwrap_or(Param::Absent),
         }
@@ -218,7 +219,7 @@ fn register(entries: &mut Vec<Entry>, piece: &[u8]) {
         Target::Plain(name) => {
             let value = match String::from_utf8(url_decode(raw_value)) {
                 Ok(text) => Param::Text(text),
-                Err(_) => Param::InvalidUtf8,
+                Err(e) => Param::InvalidUtf8(String::from_utf8_lossy(e.as_bytes()).into_owned()),
             };
             (name, value)
         }
@@ -673,10 +674,10 @@ mod tests {
     fn request_invalid_utf8_values() {
         // php keeps the bytes; the chat refuses them.
         let r = query("y=%FF&d=%E2%82&s=%ED%A0%80&o=%C0%AF&ok=%F0%9F%98%80");
-        assert_eq!(r.get("y"), Param::InvalidUtf8);
-        assert_eq!(r.get("d"), Param::InvalidUtf8);
-        assert_eq!(r.get("s"), Param::InvalidUtf8); // surrogate
-        assert_eq!(r.get("o"), Param::InvalidUtf8); // overlong
+        assert!(matches!(r.get("y"), Param::InvalidUtf8(_)));
+        assert!(matches!(r.get("d"), Param::InvalidUtf8(_)));
+        assert!(matches!(r.get("s"), Param::InvalidUtf8(_))); // surrogate
+        assert!(matches!(r.get("o"), Param::InvalidUtf8(_))); // overlong
         assert_eq!(r.get("ok"), text("😀"));
     }
 
@@ -760,7 +761,10 @@ mod tests {
         assert_eq!(r.get("c"), Param::Array);
         assert_eq!(r.get("d"), text("2"));
         assert_eq!(query("v=%FF&v=ok").get("v"), text("ok"));
-        assert_eq!(query("v=ok&v=%FF").get("v"), Param::InvalidUtf8);
+        assert!(matches!(
+            query("v=ok&v=%FF").get("v"),
+            Param::InvalidUtf8(_)
+        ));
     }
 
     #[test]
@@ -796,7 +800,7 @@ mod tests {
         assert_eq!(r.get("x"), text("1"));
         assert_eq!(r.get("y"), text("a\0b"));
         assert_eq!(r.get("z"), text("1"));
-        assert_eq!(r.get("\u{fffd}k"), Param::InvalidUtf8);
+        assert!(matches!(r.get("\u{fffd}k"), Param::InvalidUtf8(_)));
     }
 
     fn levels(n: usize) -> String {

@@ -84,11 +84,12 @@ fn php_reference_meets_the_contract() {
 
 /// The page puts the text in the URL unencoded, so a typed `%FF` reaches PHP as
 /// the byte 0xFF: PHP stores and delivers the bytes it decoded, valid UTF-8 or
-/// not (the recipient's browser shows U+FFFD). cometa reads a parameter that is
-/// not valid UTF-8 as absent (`src/engine.rs`, `read_params`), so the message
-/// is stored and delivered empty: the recipient sees nothing.
+/// not (the recipient's browser shows U+FFFD). cometa's values are text: it
+/// stores and delivers U+FFFD for each bad byte (`src/engine.rs`,
+/// `read_params`), which is what the recipient sees either way, but not the
+/// same bytes.
 #[test]
-#[ignore = "known divergence: cometa reads a msg that is not valid UTF-8 as absent (stores an empty message); PHP keeps the bytes"]
+#[ignore = "known divergence: cometa stores U+FFFD for bytes that are not UTF-8 (the character the browser shows); PHP keeps the bytes"]
 fn a_typed_escape_that_is_not_utf8_is_kept_as_php_keeps_it() {
     if !php_or_skip("omegle differential, bytes") {
         return;

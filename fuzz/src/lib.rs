@@ -127,7 +127,7 @@ pub fn php_params(data: &[u8]) {
             None => Param::Absent,
             Some(v) => match String::from_utf8(v.clone()) {
                 Ok(s) => Param::Text(s),
-                Err(_) => Param::InvalidUtf8,
+                Err(e) => Param::InvalidUtf8(String::from_utf8_lossy(e.as_bytes()).into_owned()),
             },
         };
         assert_eq!(
