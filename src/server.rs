@@ -233,6 +233,12 @@ impl Sock {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         each!(self, s => s.try_read(buf))
     }
+    /// Reads into the unfilled part of `buf` without zeroing it first: hyper's
+    /// 8 KiB read buffer of an idle connection then stays untouched (not
+    /// resident) instead of costing 8 KiB of RSS per waiting client.
+    fn try_read_buf(&self, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+        each!(self, s => s.try_read_buf(buf))
+    }
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         each!(self, s => s.poll_write_ready(cx))
     }
@@ -363,11 +369,8 @@ impl AsyncRead for Io {
         let sock = &self.sock;
         loop {
             std::task::ready!(sock.poll_read_ready(cx))?;
-            match sock.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
+            match sock.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
             }
