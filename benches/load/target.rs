@@ -124,14 +124,11 @@ impl Kind {
         }
     }
 
-    /// How many of the server's `waiters` one held poll counts for: cometa's
-    /// stats count subscriptions, and an omegle poll waits on two keys (its
-    /// inbox and its pairing row).
+    /// How many of the server's `waiters` one held poll counts for: one (an
+    /// omegle poll waits on two keys, its inbox and its pairing row, and counts
+    /// once).
     pub(crate) fn held_per_poll(self) -> usize {
-        match self {
-            Kind::Omegle => 2,
-            _ => 1,
-        }
+        1
     }
 
     /// Waiters the server reports holding now (None when it cannot say).
