@@ -14,28 +14,26 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  ARTIFACTS,
+  CHROMIUM_ARGS,
+  CHROMIUM_BIN,
+  CI,
+  COMETA_BIN,
+  ROOT,
+  findTool,
+  freePort,
+  isExecutable,
+  render,
+  sleep,
+  until,
+} from './harness.mjs';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const COMETA_BIN = path.resolve(ROOT, process.env.COMETA_BIN || 'target/debug/cometa');
-const CHROMIUM_BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const STATIC_DIR = path.join(ROOT, 'legacy_php', 'public');
-const ARTIFACTS = path.join(ROOT, 'tests', 'artifacts');
-const CI = process.env.CI === 'true';
 const HOLD = '5';
 
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 // What ana types: markup, both quote kinds, an ampersand, a 2-byte and an astral
 // character. It must come back as this exact text, never as HTML.
@@ -45,23 +43,7 @@ const MESSAGE = `<script>window.__xss = 1</script> "quotes" & 'single' é 😀`;
 // Tools
 // ---------------------------------------------------------------------------
 
-function isExecutable(file) {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
 
-/** `name` on PATH or in /usr/sbin (where Debian puts nginx and php-fpm), or null. */
-function findTool(name) {
-  const dirs = [...(process.env.PATH || '').split(path.delimiter), '/usr/sbin', '/sbin'];
-  for (const dir of dirs) {
-    if (dir && isExecutable(path.join(dir, name))) return path.join(dir, name);
-  }
-  return null;
-}
 
 /** Why this backend cannot run here (a missing tool), or null. */
 function missingTool(backend) {
@@ -100,7 +82,6 @@ function missingTool(backend) {
 // Servers
 // ---------------------------------------------------------------------------
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Every process group this file started, so that none outlives it. */
 const groups = new Set();
@@ -233,16 +214,6 @@ async function waitReady(proc, base, ms = 10_000) {
   throw new Error(`server not ready within ${ms} ms: ${last}`);
 }
 
-async function freePort() {
-  const srv = net.createServer();
-  await new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 function migrate(db) {
   const res = spawnSync(COMETA_BIN, ['migrate', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
@@ -293,18 +264,6 @@ async function startPhp(db) {
   throw lastError;
 }
 
-/** Fills the `@NAME@` placeholders of a deploy/ template; none may be left. */
-function render(file, values) {
-  let text = fs.readFileSync(path.join(ROOT, 'deploy', file), 'utf8');
-  for (const [name, value] of Object.entries(values)) {
-    const key = `@${name}@`;
-    if (!text.includes(key)) throw new Error(`deploy/${file} has no placeholder ${key}`);
-    text = text.split(key).join(value);
-  }
-  const left = text.match(/@[A-Z0-9_]+@/);
-  if (left) throw new Error(`deploy/${file}: ${left[0]} left unfilled`);
-  return text;
-}
 
 async function waitForFile(proc, file, what, ms) {
   const deadline = Date.now() + ms;
@@ -456,14 +415,6 @@ async function join(page, base, nick) {
   await page.locator('#chat').waitFor({ state: 'visible', timeout: 5000 });
 }
 
-/** Waits (bounded) until `fn(arg)` is truthy in the page; `what` names it in the error. */
-async function until(page, what, fn, arg, timeout) {
-  try {
-    return await page.waitForFunction(fn, arg, { timeout, polling: 25 });
-  } catch (err) {
-    throw new Error(`${what}: not within ${timeout} ms (${err.message.split('\n')[0]})`);
-  }
-}
 
 async function screenshots(backend, pages) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });

@@ -1,7 +1,7 @@
 // Shared helpers of the real-browser tests: finding tools, starting servers in
 // their own process groups (killed when the test process exits), bounded waits,
 // ports, the deploy/ templates, screenshots. Not a test file itself (node --test
-// runs only *.test.mjs). tests/browser/omegle.test.mjs uses it.
+// runs only *.test.mjs). chat.test.mjs and omegle.test.mjs use it.
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
