@@ -387,7 +387,8 @@ impl Served {
     async fn run(&self, ri: usize, scope: Scope) -> Result<(Arc<Reply>, Outcome), StoreError> {
         let route = &self.profile.routes[ri];
         let Some(hold) = &route.hold else {
-            let pass = self.pass(ri, &scope, None).await?;
+            // Boxed, as the passes below: a held request's future keeps no room for it.
+            let pass = Box::pin(self.pass(ri, &scope, None)).await?;
             return Ok((pass.reply, Outcome::Immediate));
         };
         let deadline = tokio::time::Instant::now() + self.hold;
@@ -413,8 +414,25 @@ impl Served {
         let mut woken_at = std::time::Instant::now();
         loop {
             if !quiet {
-                // Boxed: while the request waits, its future keeps no room for a pass.
-                let pass = Box::pin(self.pass(ri, &scope, question.as_deref())).await?;
+                // A read of the same question already queued (a wave of
+                // arrivals, or of waiters woken together) is joined; else a
+                // pass of our own. Both boxed: while the request waits, its
+                // future keeps no room for them.
+                let wait = question
+                    .as_deref()
+                    .and_then(|q| self.store.join_shared::<Pass>(q))
+                    .map(Box::pin);
+                let joined = match wait {
+                    Some(wait) => wait.await.map(|p| Pass {
+                        hold: p.hold,
+                        reply: p.reply.clone(),
+                    }),
+                    None => None,
+                };
+                let pass = match joined {
+                    Some(pass) => pass,
+                    None => Box::pin(self.pass(ri, &scope, question.as_deref())).await?,
+                };
                 if !pass.hold {
                     let outcome = if woken {
                         crate::metrics::record_wake_latency(woken_at);
@@ -726,7 +744,8 @@ impl Script for RouteScript {
 /// Reads and checks the route's parameters, in its order; the first broken
 /// rule gives the reason.
 fn read_params(profile: &Profile, route: &Route, input: &Input<'_>) -> Result<Scope, String> {
-    let mut scope = Scope::default();
+    // The parameters and the four built-ins `answer` adds.
+    let mut scope = Scope::with_capacity(route.params.len() + 4);
     for &pi in &route.params {
         let p = &profile.params[pi];
         let raw = match p.from {

@@ -139,7 +139,19 @@ fn serve(cli: Cli, profile: Arc<Profile>, logging: Arc<Logging>) -> ExitCode {
     runtime.block_on(async move {
         store::set_busy_timeout(Duration::from_secs_f64(cli.serve.busy_timeout));
         let prometheus = match cometa::metrics::install() {
-            Ok(h) => Some(h),
+            Ok(h) => {
+                // Histograms keep their samples until they are folded into
+                // buckets: without a scrape, at every request's pace, forever.
+                let h2 = h.clone();
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(cometa::metrics::UPKEEP_EVERY);
+                    loop {
+                        every.tick().await;
+                        h2.run_upkeep();
+                    }
+                });
+                Some(h)
+            }
             Err(e) => {
                 tracing::warn!("{e}; /metrics stays empty");
                 None

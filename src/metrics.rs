@@ -56,6 +56,10 @@ pub const COMMIT: &str = env!("COMETA_GIT_COMMIT");
 /// UTC build date, `YYYY-MM-DD`.
 pub const BUILT: &str = env!("COMETA_BUILD_DATE");
 
+/// How often histogram samples are folded into their buckets (the recorder
+/// keeps each sample until then, scraped or not).
+pub const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Bucket bounds for durations in seconds: sub-millisecond wake-ups up to a
 /// whole hold.
 const SECONDS: &[f64] = &[

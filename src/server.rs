@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -296,10 +298,20 @@ impl Sock {
     }
 }
 
+/// What a connection's task, its requests and its [`Io`] share: one
+/// allocation per connection.
+struct Conn {
+    sock: Sock,
+    /// Told when a request arrives (a permit is kept if nobody waits yet).
+    started: Notify,
+    /// The client, for the access log.
+    peer: access::Peer,
+}
+
 /// The connection as hyper sees it: [`Sock`] plus the write timeout, which
 /// runs while a write waits for a client that accepts no bytes.
 struct Io {
-    sock: Arc<Sock>,
+    conn: Arc<Conn>,
     write_timeout: Duration,
     /// Armed at the first write that cannot go on; disarmed by any progress.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -307,9 +319,9 @@ struct Io {
 }
 
 impl Io {
-    fn new(sock: Arc<Sock>, write_timeout: Duration) -> Io {
+    fn new(conn: Arc<Conn>, write_timeout: Duration) -> Io {
         Io {
-            sock,
+            conn,
             write_timeout,
             stall: None,
             stalled: false,
@@ -328,7 +340,7 @@ impl Io {
         }
         match self.stall.as_mut().map(|s| s.as_mut().poll(cx)) {
             Some(Poll::Ready(())) => {
-                self.sock.reset_on_close();
+                self.conn.sock.reset_on_close();
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the client accepted no byte for the write timeout",
@@ -344,8 +356,8 @@ impl Io {
         mut write: impl FnMut(&Sock) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
-            match self.sock.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => match write(&self.sock) {
+            match self.conn.sock.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => match write(&self.conn.sock) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Ok(n) => {
                         self.stalled = false;
@@ -366,7 +378,7 @@ impl AsyncRead for Io {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let sock = &self.sock;
+        let sock = &self.conn.sock;
         loop {
             std::task::ready!(sock.poll_read_ready(cx))?;
             match sock.try_read_buf(buf) {
@@ -403,7 +415,7 @@ impl AsyncWrite for Io {
         Poll::Ready(Ok(()))
     }
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.sock.shutdown_write() {
+        match self.conn.sock.shutdown_write() {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(())),
         }
@@ -476,20 +488,23 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
             refuse(sock, &refusals, &app, ErrorKind::RateLimited);
             continue;
         };
-        let sock = Arc::new(sock);
-        let svc_app = app.clone();
-        let peer_info = Arc::new(access::Peer {
-            addr: peer.clone(),
-            trusted_proxy: trusted_proxy || trusted,
+        let conn = Arc::new(Conn {
+            sock,
+            started: Notify::new(),
+            peer: access::Peer {
+                addr: match from {
+                    Peer::Tcp(a) => Some(a),
+                    Peer::Unix => None,
+                },
+                trusted_proxy: trusted_proxy || trusted,
+            },
         });
-        // Told when a request arrives (a permit is kept if nobody waits yet).
-        let started = Arc::new(Notify::new());
+        let svc_app = app.clone();
         let service = {
-            let started = started.clone();
+            let conn = conn.clone();
             service_fn(move |mut req: Request<Incoming>| {
-                started.notify_one();
+                conn.started.notify_one();
                 let app = svc_app.clone();
-                let peer_info = peer_info.clone();
                 let (client, slot) = if trusted {
                     let client = app.limits.settings().client(from, req.headers());
                     (client, Some(app.limits.enter(client)))
@@ -497,39 +512,38 @@ pub async fn run(listener: Listener, app: Arc<App>, shutdown: CancellationToken)
                     (direct, None)
                 };
                 req.extensions_mut().insert(client);
-                async move {
-                    access::logged(&peer_info, req, |req| async move {
-                        let _slot = match slot {
-                            Some(Err(_)) => {
-                                let reply =
-                                    app.engine.current().error(ErrorKind::RateLimited, "", "");
-                                return Ok(routes::response(&reply));
-                            }
-                            slot => slot,
-                        };
-                        routes::handle(app, req).await
-                    })
-                    .await
-                }
+                access::logged(&conn.peer, req, move |req| match slot {
+                    Some(Err(_)) => {
+                        let reply = app.engine.current().error(ErrorKind::RateLimited, "", "");
+                        Either::Left(std::future::ready(Ok(routes::response(&reply))))
+                    }
+                    // The client's slot is held until the answer is made.
+                    slot => Either::Right(routes::handle(app, req).map(move |res| {
+                        drop(slot);
+                        res
+                    })),
+                })
             })
         };
         let http = match from {
             Peer::Tcp(_) => &http_tcp,
             Peer::Unix => &http,
         };
-        let conn = http.serve_connection(
-            TokioIo::new(Io::new(sock.clone(), app.config.write_timeout)),
+        // Boxed: the task's future then holds a pointer to the connection
+        // where it would hold the connection itself, in more than one place.
+        let http_conn = Box::pin(http.serve_connection(
+            TokioIo::new(Io::new(conn.clone(), app.config.write_timeout)),
             service,
-        );
+        ));
         let span = tracing::debug_span!("conn", %peer);
         let shutdown = shutdown.clone();
         connections.spawn(
             async move {
                 tokio::select! {
-                    r = drain(conn, &started, &shutdown, header_timeout) => if let Err(e) = r {
+                    r = drain(http_conn, &conn.started, &shutdown, header_timeout) => if let Err(e) = r {
                         tracing::debug!(error = %e, "connection ended with an error");
                     },
-                    () = sock.reset() => tracing::debug!("reset by the client"),
+                    () = conn.sock.reset() => tracing::debug!("reset by the client"),
                 }
                 drop(slot);
                 drop(permit);
@@ -560,7 +574,7 @@ const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// been read: such a connection first gets [`FIRST_REQUEST_GRACE`] (at most
 /// the header timeout) for its request, so that it is answered, not dropped.
 async fn drain<S>(
-    conn: http1::Connection<TokioIo<Io>, S>,
+    mut conn: Pin<Box<http1::Connection<TokioIo<Io>, S>>>,
     started: &Notify,
     shutdown: &CancellationToken,
     header_timeout: Duration,
@@ -571,7 +585,6 @@ where
     S::ResBody: 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut conn = std::pin::pin!(conn);
     tokio::select! {
         res = conn.as_mut() => return res,
         () = shutdown.cancelled() => {}

@@ -794,6 +794,33 @@ impl Store {
     /// started joins it instead of running its own: the read starts after the
     /// caller asked, so its answer is as fresh as the caller's own would be.
     /// Ten thousand woken waiters cost a handful of reads and renderings.
+    /// The answer of a shared read of `key` queued and not yet started, if
+    /// there is one: [`Store::read_shared`]'s joining half, for a caller that
+    /// would rather not build its own read (a wave of arrivals asking the same
+    /// question). `None` from the future: that read failed; ask on your own.
+    pub fn join_shared<T>(
+        &self,
+        key: &str,
+    ) -> Option<impl Future<Output = Option<Arc<T>>> + Send + use<T>>
+    where
+        T: Send + Sync + 'static,
+    {
+        let mut rx = self
+            .inner
+            .flights
+            .lock()
+            .expect("flights lock")
+            .get(key)
+            .map(|(_, rx)| rx.clone())?;
+        Some(async move {
+            let answer = rx.wait_for(Option::is_some).await.ok()?;
+            match &*answer {
+                Some(Some(shared)) => Arc::clone(shared).downcast::<T>().ok(),
+                _ => None,
+            }
+        })
+    }
+
     pub async fn read_shared<T, F>(&self, key: String, f: F) -> Result<Arc<T>, StoreError>
     where
         T: Send + Sync + 'static,

@@ -227,17 +227,48 @@ fn to_j(v: &Value) -> J {
     }
 }
 
+/// A name in a [`Scope`]: kept inline up to 24 bytes (every name a profile
+/// usually has), so that a held request's scope is one allocation, not one
+/// more per parameter.
+type Name = compact_str::CompactString;
+/// A scope's named values.
+type Vars = Vec<(Name, Value)>;
+/// A scope's statement results.
+type Results = Vec<(Name, Arc<Rows>)>;
+
 /// What templates see: named values (parameters and built-ins) and results.
 /// Cheap to clone: both lists are shared until one side changes.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Scope {
     /// Parameters and built-ins, by name.
-    vars: Arc<Vec<(String, Value)>>,
+    vars: Arc<Vars>,
     /// Statement results, by name.
-    results: Arc<Vec<(String, Arc<Rows>)>>,
+    results: Arc<Results>,
+}
+
+/// The empty lists every new scope starts from (shared: no allocation).
+static NO_VARS: std::sync::LazyLock<Arc<Vars>> = std::sync::LazyLock::new(|| Arc::new(Vec::new()));
+static NO_RESULTS: std::sync::LazyLock<Arc<Results>> =
+    std::sync::LazyLock::new(|| Arc::new(Vec::new()));
+
+impl Default for Scope {
+    fn default() -> Scope {
+        Scope {
+            vars: Arc::clone(&NO_VARS),
+            results: Arc::clone(&NO_RESULTS),
+        }
+    }
 }
 
 impl Scope {
+    /// An empty scope with room for `vars` named values.
+    pub fn with_capacity(vars: usize) -> Scope {
+        Scope {
+            vars: Arc::new(Vec::with_capacity(vars)),
+            results: Arc::clone(&NO_RESULTS),
+        }
+    }
+
     /// A named value.
     pub fn var(&self, name: &str) -> Option<&Value> {
         self.vars
@@ -255,7 +286,7 @@ impl Scope {
         let vars = Arc::make_mut(&mut self.vars);
         match vars.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = v,
-            None => vars.push((name.to_owned(), v)),
+            None => vars.push((Name::from(name), v)),
         }
     }
 
@@ -264,7 +295,7 @@ impl Scope {
         let results = Arc::make_mut(&mut self.results);
         match results.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = rows,
-            None => results.push((name.to_owned(), rows)),
+            None => results.push((Name::from(name), rows)),
         }
     }
 
