@@ -23,6 +23,11 @@ use crate::changes::Changes;
 use crate::error::StoreError;
 use crate::store::{Store, Verify, VersionProbe};
 
+/// How often, at most, a look also checks that the database file at the path
+/// is still the one open (a deleted or replaced file is noticed within this,
+/// or the fallback period when nothing happens).
+const VERIFY_EVERY: Duration = Duration::from_millis(200);
+
 /// When to look again after a burst of file events, each wait after the
 /// previous look. A writer's last `write()` to the `-wal` file (the event) comes
 /// before its commit is visible: the fsync and the wal-index update in `-shm`
@@ -107,6 +112,7 @@ impl ForeignWrites {
                 let mut follow_up: Option<usize> = None;
                 let mut guard: Option<Store> = None;
                 let mut last_tick = std::time::Instant::now();
+                let mut last_verify = last_tick;
                 let db = db_path;
                 loop {
                     let wait = follow_up.map_or(fallback, |i| FOLLOW_UPS[i]);
@@ -144,7 +150,13 @@ impl ForeignWrites {
                         last_tick = std::time::Instant::now();
                         store.tick();
                     }
-                    if let Some(store) = &guard {
+                    // The file's identity, at most every VERIFY_EVERY: our own
+                    // commits make several looks each, and one `stat` per look
+                    // was most of the watcher's work under load.
+                    if let Some(store) = &guard
+                        && (timed_out || last_verify.elapsed() >= VERIFY_EVERY)
+                    {
+                        last_verify = std::time::Instant::now();
                         let mut release = || probe.release();
                         let mut release: Option<&mut dyn FnMut()> = Some(&mut release);
                         if store.verify(&mut release) == Verify::Reopened {
