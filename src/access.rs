@@ -20,10 +20,11 @@
 //! the proxy set. `X-Request-Id` is taken when the client (or nginx) sent a sane
 //! one, else generated.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Instant;
 
 use hyper::body::Body;
@@ -96,7 +97,24 @@ pub fn note_outcome(outcome: crate::engine::Outcome) {
 /// Says how the long-poll being served ended.
 pub fn note_hold_end(how: HoldEnd) {
     let _ = NOTE.try_with(|n| n.hold.store(how as u8, Ordering::Relaxed));
-    metrics::counter!(m::HOLDS_ENDED, "how" => HoldEnd::label(how as u8)).increment(1);
+    holds_ended(how as u8).increment(1);
+}
+
+/// The counter of holds ended by `how` (a [`HoldEnd`], or 0: the client went
+/// away), made once.
+fn holds_ended(how: u8) -> &'static metrics::Counter {
+    static COUNTERS: [OnceLock<metrics::Counter>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let label = match how {
+        0 => "client_gone",
+        n => HoldEnd::label(n),
+    };
+    COUNTERS[usize::from(how.min(3))]
+        .get_or_init(|| metrics::counter!(m::HOLDS_ENDED, "how" => label))
 }
 
 /// Runs `handler` on `req`, then logs and counts the request.
@@ -153,6 +171,43 @@ where
     })
 }
 
+/// A route's metric handles, made at its first request and kept: the
+/// registry's own lookup builds, allocates and hashes a key from the labels at
+/// every call, several times per request. Route labels are the profile's (few).
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    /// By status label.
+    requests: Mutex<Vec<(&'static str, metrics::Counter)>>,
+}
+
+static ROUTE_METRICS: LazyLock<Mutex<HashMap<String, Arc<RouteMetrics>>>> =
+    LazyLock::new(Mutex::default);
+
+impl RouteMetrics {
+    fn of(route: &str) -> Arc<RouteMetrics> {
+        let mut routes = ROUTE_METRICS.lock().expect("route metrics lock");
+        if let Some(r) = routes.get(route) {
+            return Arc::clone(r);
+        }
+        let r = Arc::new(RouteMetrics {
+            duration: metrics::histogram!(m::REQUEST_DURATION, "route" => route.to_owned()),
+            requests: Mutex::default(),
+        });
+        routes.insert(route.to_owned(), Arc::clone(&r));
+        r
+    }
+
+    fn requests(&self, route: &str, status: &'static str) -> metrics::Counter {
+        let mut by_status = self.requests.lock().expect("route metrics lock");
+        if let Some((_, c)) = by_status.iter().find(|(s, _)| *s == status) {
+            return c.clone();
+        }
+        let c = metrics::counter!(m::REQUESTS, "route" => route.to_owned(), "status" => status);
+        by_status.push((status, c.clone()));
+        c
+    }
+}
+
 /// A request being served; logged when it finishes or is dropped unfinished.
 struct Line {
     start: Instant,
@@ -181,11 +236,9 @@ impl Line {
             },
             String::as_str,
         );
-        let status_label = status_label(status);
-        metrics::counter!(m::REQUESTS, "route" => route.to_owned(), "status" => status_label)
-            .increment(1);
-        metrics::histogram!(m::REQUEST_DURATION, "route" => route.to_owned())
-            .record(elapsed.as_secs_f64());
+        let handles = RouteMetrics::of(route);
+        handles.requests(route, status_label(status)).increment(1);
+        handles.duration.record(elapsed.as_secs_f64());
         if let Some(reason) = m::rejection_reason(status) {
             metrics::counter!(m::REJECTIONS, "reason" => reason).increment(1);
         }
@@ -210,7 +263,7 @@ impl Drop for Line {
         if !self.done {
             // hyper dropped the handler: the client went away before the answer.
             if self.note.hold.load(Ordering::Relaxed) == 0 {
-                metrics::counter!(m::HOLDS_ENDED, "how" => "client_gone").increment(1);
+                holds_ended(0).increment(1);
             }
             self.emit(499, None, "client_gone");
         }
