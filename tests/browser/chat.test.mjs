@@ -12,7 +12,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,8 +27,13 @@ import {
   freePort,
   isExecutable,
   render,
+  screenshots,
   sleep,
+  startProcess,
+  stopProcess,
   until,
+  waitForFile,
+  waitForOutput,
 } from './harness.mjs';
 
 const STATIC_DIR = path.join(ROOT, 'legacy_php', 'public');
@@ -82,118 +87,6 @@ function missingTool(backend) {
 // Servers
 // ---------------------------------------------------------------------------
 
-
-/** Every process group this file started, so that none outlives it. */
-const groups = new Set();
-process.on('exit', () => {
-  for (const pid of groups) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-/**
- * Starts `cmd` in its own process group (php -S forks its workers into it),
- * capturing its output for the failure report.
- */
-function startProcess(cmd, args, env = {}) {
-  const child = spawn(cmd, args, {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const proc = { child, output: '', exited: false, exitCode: null, onStdout: null };
-  groups.add(child.pid);
-  const keep = (chunk) => {
-    proc.output = (proc.output + chunk).slice(-20_000);
-  };
-  child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8');
-  child.stdout.on('data', (chunk) => {
-    keep(chunk);
-    if (proc.onStdout) proc.onStdout();
-  });
-  child.stderr.on('data', keep);
-  proc.exitPromise = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      proc.exited = true;
-      proc.exitCode = code ?? signal;
-      resolve();
-    });
-    child.on('error', (err) => {
-      keep(`spawn error: ${err.message}\n`);
-      proc.exited = true;
-      proc.exitCode = err.code;
-      resolve();
-    });
-  });
-  return proc;
-}
-
-function groupAlive(pid) {
-  try {
-    process.kill(-pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** SIGTERM to the process group, SIGKILL if it has not gone within 3 s. */
-async function stopProcess(proc) {
-  if (!proc || proc.child.pid === undefined) return;
-  const pid = proc.child.pid;
-  if (!groups.has(pid)) return;
-  try {
-    process.kill(-pid, 'SIGTERM');
-  } catch {
-    // already gone
-  }
-  const deadline = Date.now() + 3000;
-  await Promise.race([proc.exitPromise, sleep(3000)]);
-  while (groupAlive(pid) && Date.now() < deadline) await sleep(50);
-  if (groupAlive(pid)) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-    await Promise.race([proc.exitPromise, sleep(2000)]);
-  }
-  groups.delete(pid);
-}
-
-/** Resolves with the first match of `re` on the process's output, bounded. */
-function waitForOutput(proc, re, ms) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      finish();
-      reject(new Error(`no ${re} on the server's output within ${ms} ms`));
-    }, ms);
-    const check = () => {
-      const m = proc.output.match(re);
-      if (m) {
-        finish();
-        resolve(m);
-      }
-    };
-    const finish = () => {
-      clearTimeout(timer);
-      proc.onStdout = null;
-    };
-    proc.onStdout = check;
-    proc.exitPromise.then(() => {
-      check();
-      finish();
-      reject(new Error(`server exited (${proc.exitCode}) before printing ${re}`));
-    });
-    check();
-  });
-}
 
 /** Polls the users endpoint until the server answers it with a number (bounded). */
 async function waitReady(proc, base, ms = 10_000) {
@@ -265,15 +158,6 @@ async function startPhp(db) {
 }
 
 
-async function waitForFile(proc, file, what, ms) {
-  const deadline = Date.now() + ms;
-  while (!fs.existsSync(file)) {
-    if (proc.exited) throw new Error(`${what} exited (${proc.exitCode}) before creating ${file}`);
-    if (Date.now() > deadline) throw new Error(`${what} made no ${file} within ${ms} ms`);
-    await sleep(20);
-  }
-}
-
 /**
  * The mixed deployment: php-fpm and cometa on unix sockets in the test's
  * folder, nginx on a loopback port in front, with the site and pool of deploy/
@@ -320,7 +204,7 @@ async function startMixed(db) {
     const fpm = startProcess(findTool('php-fpm8.2'), fpmArgs);
     fpm.name = 'php-fpm';
     procs.push(fpm);
-    await waitForFile(fpm, fpmSock, 'php-fpm', 15_000);
+    await waitForFile(fpm, fpmSock, 15_000);
 
     // cometa
     const cometa = startProcess(COMETA_BIN, [
@@ -415,22 +299,6 @@ async function join(page, base, nick) {
   await page.locator('#chat').waitFor({ state: 'visible', timeout: 5000 });
 }
 
-
-async function screenshots(backend, pages) {
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const saved = [];
-  for (const [name, page] of Object.entries(pages)) {
-    if (!page || page.isClosed()) continue;
-    const file = path.join(ARTIFACTS, `browser-${backend}-${name}.png`);
-    try {
-      await page.screenshot({ path: file, fullPage: true, timeout: 5000 });
-      saved.push(file);
-    } catch (err) {
-      console.error(`could not save a screenshot of ${name}'s page: ${err.message}`);
-    }
-  }
-  return saved;
-}
 
 // ---------------------------------------------------------------------------
 // The test, once per backend
@@ -576,7 +444,7 @@ function backendSuite(backend, start) {
             () => document.getElementById('online').textContent.trim() === '2', null, 7000);
         }
       } catch (err) {
-        const saved = await screenshots(backend, pages);
+        const saved = await screenshots(`browser-${backend}`, pages);
         for (const file of saved) console.error(`screenshot: ${file}`);
         if (pageErrors.length) console.error(`page errors:\n  ${pageErrors.join('\n  ')}`);
         const output = server.output ? server.output() : server.proc.output.slice(-4000);
