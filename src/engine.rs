@@ -373,14 +373,16 @@ impl Served {
         if picked.is_empty() {
             return None;
         }
-        let mut script = RouteScript {
+        let script = RouteScript {
             profile: self.profile.clone(),
             route: ri,
             scope: scope.clone(),
             only: Some(picked),
             insert_id: None,
         };
-        self.store.write_detached(move |r| r.run(&mut script))
+        // From the same start at every run (the writer may run a job twice).
+        self.store
+            .write_detached(move |r| r.run(&mut script.clone()))
     }
 
     /// Runs the route, holding while its condition says so.
@@ -513,15 +515,17 @@ impl Served {
     async fn pass(&self, ri: usize, scope: &Scope, key: Option<&str>) -> Result<Pass, StoreError> {
         let route = &self.profile.routes[ri];
         if route.writes {
-            let mut script = RouteScript::new(self.profile.clone(), ri, scope.clone());
-            let script = self
+            let start = RouteScript::new(self.profile.clone(), ri, scope.clone());
+            // From the same start at every run (the writer may run a job twice).
+            let scope = self
                 .store
                 .write(move |r| {
+                    let mut script = start.clone();
                     r.run(&mut script)?;
-                    Ok(script)
+                    Ok(script.into_scope())
                 })
                 .await?;
-            return finish(&self.profile, ri, script.into_scope());
+            return finish(&self.profile, ri, scope);
         }
         let reads = route.sql.iter().filter(|s| !s.detached).count();
         if reads == 0 {
@@ -664,6 +668,7 @@ fn bind<'a>(scope: &'a Scope, insert_id: Option<i64>, name: &str) -> Bound<'a> {
 }
 
 /// A route's statements as the store runs them.
+#[derive(Clone)]
 struct RouteScript {
     profile: Arc<Profile>,
     route: usize,

@@ -2,8 +2,8 @@
 //!
 //! Writes go through a single writer thread fed by a channel: whatever is queued
 //! when it wakes is committed in one `BEGIN IMMEDIATE` transaction (group
-//! commit), each job inside its own savepoint so one failing job fails alone;
-//! after the commit every job is answered and the watcher is told to look (the
+//! commit); one failing job fails alone (the batch is then rolled back and run
+//! again, each job in a savepoint: see [`commit`]); after the commit every job is answered and the watcher is told to look (the
 //! change log says which keys changed). Reads run on a small pool of read-only
 //! connections on tokio's blocking threads, bounded by a semaphore so a wake-up
 //! of thousands of waiters cannot spawn thousands of threads. What runs is a
@@ -229,7 +229,9 @@ fn value(v: ValueRef<'_>, sql: &str, col: usize) -> Value {
 
 /// A job's answer, of the type its caller knows.
 pub type Boxed = Box<dyn Any + Send>;
-type JobFn = Box<dyn FnOnce(&mut Runner<'_>) -> Result<Boxed, StoreError> + Send>;
+/// A job may run twice: when another job of its batch fails, the batch is
+/// rolled back and run again, each job in a savepoint (see [`commit`]).
+type JobFn = Box<dyn FnMut(&mut Runner<'_>) -> Result<Boxed, StoreError> + Send>;
 
 /// What the writer does for a job.
 enum Work {
@@ -706,12 +708,13 @@ impl Store {
             .ok_or(StoreError::Closed)
     }
 
-    /// Runs `f` in the writer's transaction (batched with other writes, in a
-    /// savepoint of its own); answers once committed.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` in the writer's transaction (batched with other writes; if
+    /// one of them fails, alone); answers once committed. `f` may run twice
+    /// (its batch rolled back and run again): it starts from scratch each time.
+    pub async fn write<T, F>(&self, mut f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Runner<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut Runner<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let jobs = self.sender()?;
         let (reply, answer) = oneshot::channel();
@@ -730,9 +733,12 @@ impl Store {
     /// answer says when it is committed, for a caller that wants to wait a
     /// little; dropped (and logged) when the queue is full. For writes that
     /// must never hold an answer back (a poll's presence mark).
-    pub fn write_detached<F>(&self, f: F) -> Option<oneshot::Receiver<Result<Boxed, StoreError>>>
+    pub fn write_detached<F>(
+        &self,
+        mut f: F,
+    ) -> Option<oneshot::Receiver<Result<Boxed, StoreError>>>
     where
-        F: FnOnce(&mut Runner<'_>) -> Result<(), StoreError> + Send + 'static,
+        F: FnMut(&mut Runner<'_>) -> Result<(), StoreError> + Send + 'static,
     {
         let jobs = self.sender().ok()?;
         let run: JobFn = Box::new(move |r| f(r).map(|()| Box::new(()) as Boxed));
@@ -1047,8 +1053,9 @@ fn writer_loop(
         }
         batch.retain(|j| !matches!(j.work, Work::Tick));
         // Never acknowledge a write the path does not lead to.
-        let replaced = inner.replaced.load(Ordering::Relaxed)
-            || file_id(&inner.path) != *inner.identity.lock().expect("identity lock");
+        let replaced = !batch.is_empty()
+            && (inner.replaced.load(Ordering::Relaxed)
+                || file_id(&inner.path) != *inner.identity.lock().expect("identity lock"));
         let results: Vec<Result<Boxed, StoreError>> = if batch.is_empty() {
             Vec::new()
         } else if replaced {
@@ -1221,8 +1228,11 @@ fn maintain(conn: &Connection, sql: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Runs `jobs` in one transaction, each in a savepoint; each job's result.
-/// A job that fails is rolled back alone; a transaction that cannot begin or
+/// Runs `jobs` in one transaction; each job's result. A job that fails is
+/// rolled back alone: the jobs run straight in the transaction first (a
+/// savepoint around each costs a statement journal for every page they
+/// touch), and only if one fails is the transaction rolled back and the batch
+/// run again, each job in a savepoint. A transaction that cannot begin or
 /// commit (another process holds the lock past `busy_timeout`) fails them all,
 /// once, with nothing stored.
 fn commit(conn: &mut Connection, jobs: &mut [Job]) -> Vec<Result<Boxed, StoreError>> {
@@ -1239,21 +1249,71 @@ fn commit(conn: &mut Connection, jobs: &mut [Job]) -> Vec<Result<Boxed, StoreErr
             })
             .collect::<Vec<_>>()
     };
-    // Cached statements: these run for every batch and every job.
-    let exec = |conn: &Connection, sql: &str| -> Result<(), StoreError> {
-        count(1);
-        conn.prepare_cached(sql)?.execute([])?;
-        Ok(())
-    };
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         return fail_all(e, jobs.len());
     }
+    let mut results = run_jobs(conn, jobs, false);
+    if results
+        .iter()
+        .any(|r| matches!(r, Err(e) if !matches!(e, StoreError::Closed)))
+    {
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
+        if jobs.len() == 1 {
+            return results;
+        }
+        if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
+            return fail_all(e, jobs.len());
+        }
+        results = run_jobs(conn, jobs, true);
+    }
+    // An I/O error or a full disk can roll the whole transaction back.
+    let committed = if conn.is_autocommit() {
+        Err(StoreError::Failed("the transaction was rolled back".into()))
+    } else {
+        exec(conn, "COMMIT")
+    };
+    if let Err(e) = committed {
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
+        return fail_all(e, jobs.len());
+    }
+    results
+}
+
+/// Runs one of the writer's own statements (cached: they run for every batch
+/// and every job).
+fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    count(1);
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+/// Runs each job of `jobs` in the open transaction, in a savepoint of its own
+/// when `savepoints`; without, stops at the first that fails (the caller rolls
+/// back and runs them again with).
+fn run_jobs(
+    conn: &Connection,
+    jobs: &mut [Job],
+    savepoints: bool,
+) -> Vec<Result<Boxed, StoreError>> {
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
-        let Work::Run(run) = std::mem::replace(&mut job.work, Work::Reopen) else {
+        let Work::Run(run) = &mut job.work else {
             results.push(Err(StoreError::Closed));
             continue;
         };
+        if !savepoints {
+            let out = run(&mut Runner { conn });
+            let failed = out.is_err();
+            results.push(out);
+            if failed {
+                break;
+            }
+            continue;
+        }
         if let Err(e) = exec(conn, "SAVEPOINT job") {
             results.push(Err(e));
             continue;
@@ -1269,18 +1329,6 @@ fn commit(conn: &mut Connection, jobs: &mut [Job]) -> Vec<Result<Boxed, StoreErr
             continue;
         }
         results.push(out);
-    }
-    // An I/O error or a full disk can roll the whole transaction back.
-    let committed = if conn.is_autocommit() {
-        Err(StoreError::Failed("the transaction was rolled back".into()))
-    } else {
-        exec(conn, "COMMIT")
-    };
-    if let Err(e) = committed {
-        if !conn.is_autocommit() {
-            let _ = exec(conn, "ROLLBACK");
-        }
-        return fail_all(e, jobs.len());
     }
     results
 }
@@ -1414,6 +1462,54 @@ mod tests {
             (changed[0].0.as_str(), changed[0].1.as_str()),
             ("room", "a")
         );
+    }
+
+    #[test]
+    fn a_batch_with_a_failing_job_commits_the_others_and_runs_them_once_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = store(dir.path()).path().to_owned();
+        let mut conn = Connection::open(&path).unwrap();
+        let runs = Arc::new(AtomicU64::new(0));
+        let job = |v: &'static str, fails: bool| {
+            let runs = Arc::clone(&runs);
+            Job {
+                work: Work::Run(Box::new(move |r| {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    r.run(&mut insert("r", v))?;
+                    if fails {
+                        r.run(&mut Sql(
+                            vec![("INSERT INTO nope VALUES (1)", vec![])],
+                            vec![],
+                        ))?;
+                    }
+                    Ok(Box::new(()) as Boxed)
+                })),
+                reply: None,
+            }
+        };
+        let mut jobs = vec![job("one", false), job("two", true), job("three", false)];
+        let results = commit(&mut conn, &mut jobs);
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true]);
+        let stored: Vec<String> = conn
+            .prepare("SELECT v FROM t ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            stored,
+            ["one", "three"],
+            "the failing job's insert is rolled back"
+        );
+        // Straight through until "two" failed (2 runs), then all three again
+        // in savepoints.
+        assert_eq!(runs.load(Ordering::Relaxed), 5);
+        // A batch where every job succeeds runs each once.
+        let mut jobs = vec![job("four", false), job("five", false)];
+        assert!(commit(&mut conn, &mut jobs).iter().all(Result::is_ok));
+        assert_eq!(runs.load(Ordering::Relaxed), 7);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
