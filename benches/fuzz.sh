@@ -16,7 +16,11 @@
 # New inputs libFuzzer finds go to a scratch folder; the committed seeds in
 # fuzz/corpus/ stay as they are (add one by hand when it is worth keeping).
 # A crash or mismatch is saved under fuzz/artifacts/TARGET/ and stops the run.
-# FUZZ_MAX_LEN (default 4096) caps the input size libFuzzer tries.
+# FUZZ_MAX_LEN (default 1024) caps the input size libFuzzer tries.
+#
+# Without AddressSanitizer (`--sanitizer none`): the code under test is safe
+# Rust, where ASan has nothing to find, and it made the runs 2 to 7 times
+# slower (php_params: 606 executions/s with it, 3,800 without, at 4 KiB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10000000}
@@ -29,13 +33,13 @@ if cargo fuzz --version >/dev/null 2>&1; then
   trap 'rm -rf "$tmp"' EXIT
   cd fuzz
   export RUSTC_BOOTSTRAP=1
-  for t in "${targets[@]}"; do nice -n 10 cargo fuzz build -O "$t"; done
+  for t in "${targets[@]}"; do nice -n 10 cargo fuzz build -O -s none "$t"; done
   for t in "${targets[@]}"; do
     mkdir -p "$tmp/$t"
     echo "== $t: $runs executions under libFuzzer"
     start=$(date +%s)
-    nice -n 10 cargo fuzz run -O "$t" "$tmp/$t" "corpus/$t" -- \
-      -runs="$runs" -max_len="${FUZZ_MAX_LEN:-4096}" -print_final_stats=1 2>&1 |
+    nice -n 10 cargo fuzz run -O -s none "$t" "$tmp/$t" "corpus/$t" -- \
+      -runs="$runs" -max_len="${FUZZ_MAX_LEN:-1024}" -print_final_stats=1 2>&1 |
       grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+== ERROR|SUMMARY)|panicked' || true
     # grep hides libFuzzer's exit status: a saved artifact is the failure
     # (a crash, a mismatch, a leak, a timeout or running out of memory; a
