@@ -10,19 +10,17 @@
 // /usr/bin/chromium), CI=true turns a missing chromium, php, nginx or php-fpm
 // into a failure instead of a skip. Every wait is bounded; servers are killed in `after`.
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import {
-  ARTIFACTS,
-  CHROMIUM_ARGS,
   CHROMIUM_BIN,
   CI,
   COMETA_BIN,
   ROOT,
+  browserSuite,
   findTool,
   freePort,
   isExecutable,
@@ -306,53 +304,12 @@ async function join(page, base, nick) {
 
 function backendSuite(backend, start) {
   const name = `chat in Chromium against ${backend}`;
-  const missing = missingTool(backend);
-  if (missing) {
-    if (CI) {
-      test(name, () => {
-        throw new Error(`${missing}; CI=true, so a missing tool is a failure, not a skip`);
-      });
-    } else {
-      console.log(`# skipping "${name}": ${missing} (set CI=true to make this a failure)`);
-      test(name, { skip: missing }, () => {});
-    }
-    return;
-  }
-
-  describe(name, () => {
-    let tmp;
-    let server;
-    let browser;
+  const setUp = { prefix: `cometa-browser-${backend}-`, db: 'chat.sqlite', start };
+  browserSuite(name, missingTool(backend), setUp, (ctx) => {
     const pageErrors = [];
 
-    before(async () => {
-      if (!isExecutable(COMETA_BIN)) {
-        throw new Error(`no cometa binary at ${COMETA_BIN}: run \`cargo build\` first (or set COMETA_BIN)`);
-      }
-      try {
-        tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cometa-browser-${backend}-`));
-        server = await start(path.join(tmp, 'chat.sqlite'));
-        const { chromium } = await import('playwright-core');
-        browser = await chromium.launch({ executablePath: CHROMIUM_BIN, args: CHROMIUM_ARGS, timeout: 30_000 });
-      } catch (err) {
-        await cleanup();
-        throw err;
-      }
-    }, { timeout: 45_000 });
-
-    async function cleanup() {
-      if (browser) await browser.close().catch(() => {});
-      browser = undefined;
-      if (server) await (server.stop ? server.stop() : stopProcess(server.proc));
-      server = undefined;
-      if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-      tmp = undefined;
-    }
-
-    after(cleanup, { timeout: 15_000 });
-
     test('two users: typing line, a message rendered as text within 1 s, online count', { timeout: 45_000 }, async (t) => {
-      const { base } = server;
+      const { base } = ctx.server;
       // One message before anyone joins. The client re-polls an empty room's
       // history (lastId=0, never held) only every 2 s; with a message there, its
       // first poll returns it and the next one (lastId>0) is the held long-poll
@@ -364,7 +321,7 @@ function backendSuite(backend, start) {
       const pages = {};
       try {
         for (const nick of ['ana', 'bob']) {
-          const context = await browser.newContext();
+          const context = await ctx.browser.newContext();
           const page = await context.newPage();
           page.on('pageerror', (err) => pageErrors.push(`${nick}: ${err.message}`));
           pages[nick] = page;
@@ -447,7 +404,7 @@ function backendSuite(backend, start) {
         const saved = await screenshots(`browser-${backend}`, pages);
         for (const file of saved) console.error(`screenshot: ${file}`);
         if (pageErrors.length) console.error(`page errors:\n  ${pageErrors.join('\n  ')}`);
-        const output = server.output ? server.output() : server.proc.output.slice(-4000);
+        const output = ctx.server.output ? ctx.server.output() : ctx.server.proc.output.slice(-4000);
         console.error(`--- ${backend} server output (tail) ---\n${output}`);
         err.message += saved.length ? `\nscreenshots: ${saved.join(', ')}` : '';
         throw err;

@@ -3,9 +3,11 @@
 // ports, the deploy/ templates, screenshots. Not a test file itself (node --test
 // runs only *.test.mjs). chat.test.mjs and omegle.test.mjs use it.
 
+import { after, before, describe, test } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -307,4 +309,57 @@ export async function screenshots(prefix, pages) {
     }
   }
   return saved;
+}
+
+/**
+ * One backend's suite of browser tests. When `missing` names a missing tool the
+ * suite is a failure under CI=true and a skip elsewhere. Otherwise, before its
+ * tests: a temporary folder (`prefix`), the backend (`start(folder/db)`, which
+ * returns the server: `stop()`, or the `proc` it runs) and Chromium; all of it
+ * closed after. `body(ctx)` declares the tests; they find `ctx.server` and
+ * `ctx.browser`.
+ */
+export function browserSuite(name, missing, { prefix, db, start }, body) {
+  if (missing) {
+    if (CI) {
+      test(name, () => {
+        throw new Error(`${missing}; CI=true, so a missing tool is a failure, not a skip`);
+      });
+    } else {
+      console.log(`# skipping "${name}": ${missing} (set CI=true to make this a failure)`);
+      test(name, { skip: missing }, () => {});
+    }
+    return;
+  }
+  describe(name, () => {
+    const ctx = { tmp: undefined, server: undefined, browser: undefined };
+
+    async function cleanup() {
+      if (ctx.browser) await ctx.browser.close().catch(() => {});
+      ctx.browser = undefined;
+      if (ctx.server) await (ctx.server.stop ? ctx.server.stop() : stopProcess(ctx.server.proc));
+      ctx.server = undefined;
+      if (ctx.tmp) fs.rmSync(ctx.tmp, { recursive: true, force: true });
+      ctx.tmp = undefined;
+    }
+
+    before(async () => {
+      if (!isExecutable(COMETA_BIN)) {
+        throw new Error(`no cometa binary at ${COMETA_BIN}: run \`cargo build\` first (or set COMETA_BIN)`);
+      }
+      try {
+        ctx.tmp = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+        ctx.server = await start(path.join(ctx.tmp, db));
+        const { chromium } = await import('playwright-core');
+        ctx.browser = await chromium.launch({ executablePath: CHROMIUM_BIN, args: CHROMIUM_ARGS, timeout: 30_000 });
+      } catch (err) {
+        await cleanup();
+        throw err;
+      }
+    }, { timeout: 45_000 });
+
+    after(cleanup, { timeout: 15_000 });
+
+    body(ctx);
+  });
 }

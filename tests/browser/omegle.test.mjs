@@ -12,18 +12,36 @@
 // into a failure instead of a skip. Every wait is bounded; servers are stopped
 // in `after`.
 
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
 import {
-  CHROMIUM_ARGS, CHROMIUM_BIN, CI, COMETA_BIN, ROOT,
-  findTool, fpmMain, freePort, id, isExecutable, isRoot, missingChromium, missingPhp,
-  missingStack, nginxMain, reEscape, render, screenshots, sleep, startProcess, stopProcess,
-  until, waitForFile, waitForOutput,
+  CHROMIUM_BIN,
+  CI,
+  COMETA_BIN,
+  ROOT,
+  browserSuite,
+  findTool,
+  fpmMain,
+  freePort,
+  id,
+  isRoot,
+  missingChromium,
+  missingPhp,
+  missingStack,
+  nginxMain,
+  reEscape,
+  render,
+  screenshots,
+  sleep,
+  startProcess,
+  stopProcess,
+  until,
+  waitForFile,
+  waitForOutput,
 } from './harness.mjs';
 
 const STATIC_DIR = path.join(ROOT, 'legacy_php', 'omegle', 'public');
@@ -364,57 +382,16 @@ async function restartCometa(t, server, { ana, bob }) {
 
 function backendSuite(backend, start) {
   const name = `talk to a stranger in Chromium against ${backend}`;
-  const missing = missingTool(backend);
-  if (missing) {
-    if (CI) {
-      test(name, () => {
-        throw new Error(`${missing}; CI=true, so a missing tool is a failure, not a skip`);
-      });
-    } else {
-      console.log(`# skipping "${name}": ${missing} (set CI=true to make this a failure)`);
-      test(name, { skip: missing }, () => {});
-    }
-    return;
-  }
-
-  describe(name, () => {
-    let tmp;
-    let server;
-    let browser;
+  const setUp = { prefix: `cometa-omegle-${backend}-`, db: 'omegle.sqlite', start };
+  browserSuite(name, missingTool(backend), setUp, (ctx) => {
     const pageErrors = [];
 
-    before(async () => {
-      if (!isExecutable(COMETA_BIN)) {
-        throw new Error(`no cometa binary at ${COMETA_BIN}: run \`cargo build\` first (or set COMETA_BIN)`);
-      }
-      try {
-        tmp = fs.mkdtempSync(path.join(os.tmpdir(), `cometa-omegle-${backend}-`));
-        server = await start(path.join(tmp, 'omegle.sqlite'));
-        const { chromium } = await import('playwright-core');
-        browser = await chromium.launch({ executablePath: CHROMIUM_BIN, args: CHROMIUM_ARGS, timeout: 30_000 });
-      } catch (err) {
-        await cleanup();
-        throw err;
-      }
-    }, { timeout: 45_000 });
-
-    async function cleanup() {
-      if (browser) await browser.close().catch(() => {});
-      browser = undefined;
-      if (server) await server.stop();
-      server = undefined;
-      if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-      tmp = undefined;
-    }
-
-    after(cleanup, { timeout: 15_000 });
-
     test('two strangers: paired, chat both ways, typing line, log, one leaves', { timeout: 90_000 }, async (t) => {
-      const { base } = server;
+      const { base } = ctx.server;
       const pages = {};
       try {
         for (const who of ['ana', 'bob']) {
-          const context = await browser.newContext();
+          const context = await ctx.browser.newContext();
           const page = await context.newPage();
           page.on('pageerror', (err) => pageErrors.push(`${who}: ${err.message}`));
           pages[who] = page;
@@ -438,9 +415,9 @@ function backendSuite(backend, start) {
         await stateIs(bob, 'bob', 'chatting', 5000);
         await stateIs(ana, 'ana', 'chatting', 5000);
         t.diagnostic(`${backend}: both paired ${Date.now() - pairedAt} ms after bob pressed start`);
-        if (server.admin) {
+        if (ctx.server.admin) {
           // The polls are cometa's: it holds them (through nginx too).
-          await heldByCometa(server.admin(), 3000);
+          await heldByCometa(ctx.server.admin(), 3000);
         }
         for (const [who, page] of Object.entries(pages)) {
           await until(page, `${who} is told a stranger is there`,
@@ -471,8 +448,8 @@ function backendSuite(backend, start) {
         assert.equal(await ana.locator('#log .strangermsg i').textContent(), 'two');
         await typingShown(ana, 'ana', false, 5000);
 
-        if (server.stopCometa) {
-          await restartCometa(t, server, { ana, bob });
+        if (ctx.server.stopCometa) {
+          await restartCometa(t, ctx.server, { ana, bob });
         }
 
         // ana saves the log: a new window with what her page shows.
@@ -514,9 +491,9 @@ function backendSuite(backend, start) {
         await ana.close({ runBeforeUnload: true });
         await countIs(bob, 'bob', 0, 5000);
 
-        if (server.stopFpm) {
+        if (ctx.server.stopFpm) {
           // php-fpm down: nginx answers its endpoints with an empty 200 too.
-          await server.stopFpm();
+          await ctx.server.stopFpm();
           for (const ep of ['getNumberOfUsers.php', 'sendMsg.php?userId=1&strangerId=2&msg=x', 'startChat.php']) {
             const res = await fetch(`${base}/${ep}`, { method: 'POST', signal: AbortSignal.timeout(5000) });
             assert.deepEqual(
@@ -532,7 +509,7 @@ function backendSuite(backend, start) {
         const saved = await screenshots(`omegle-${backend}`, pages);
         for (const file of saved) console.error(`screenshot: ${file}`);
         if (pageErrors.length) console.error(`page errors:\n  ${pageErrors.join('\n  ')}`);
-        console.error(`--- ${backend} server output (tail) ---\n${server.output()}`);
+        console.error(`--- ${backend} server output (tail) ---\n${ctx.server.output()}`);
         err.message += saved.length ? `\nscreenshots: ${saved.join(', ')}` : '';
         throw err;
       } finally {
