@@ -68,7 +68,7 @@ pub struct Peer {
 /// What the handler noted about its request.
 #[derive(Default)]
 struct Note {
-    route: OnceLock<String>,
+    route: OnceLock<Arc<RouteMetrics>>,
     hold: AtomicU8,
 }
 
@@ -80,7 +80,7 @@ tokio::task_local! {
 /// line): a fixed name per route (the profile's), never anything taken from
 /// the request, so that the label's values stay few.
 pub fn note_route(name: &str) {
-    let _ = NOTE.try_with(|n| n.route.set(name.to_owned()));
+    let _ = NOTE.try_with(|n| n.route.set(RouteMetrics::of(name)));
 }
 
 /// Records how the engine's answer came about (the hold's end, if it held).
@@ -175,6 +175,7 @@ where
 /// registry's own lookup builds, allocates and hashes a key from the labels at
 /// every call, several times per request. Route labels are the profile's (few).
 struct RouteMetrics {
+    label: String,
     duration: metrics::Histogram,
     /// By status label.
     requests: Mutex<Vec<(&'static str, metrics::Counter)>>,
@@ -190,6 +191,7 @@ impl RouteMetrics {
             return Arc::clone(r);
         }
         let r = Arc::new(RouteMetrics {
+            label: route.to_owned(),
             duration: metrics::histogram!(m::REQUEST_DURATION, "route" => route.to_owned()),
             requests: Mutex::default(),
         });
@@ -197,12 +199,12 @@ impl RouteMetrics {
         r
     }
 
-    fn requests(&self, route: &str, status: &'static str) -> metrics::Counter {
+    fn requests(&self, status: &'static str) -> metrics::Counter {
         let mut by_status = self.requests.lock().expect("route metrics lock");
         if let Some((_, c)) = by_status.iter().find(|(s, _)| *s == status) {
             return c.clone();
         }
-        let c = metrics::counter!(m::REQUESTS, "route" => route.to_owned(), "status" => status);
+        let c = metrics::counter!(m::REQUESTS, "route" => self.label.clone(), "status" => status);
         by_status.push((status, c.clone()));
         c
     }
@@ -228,16 +230,13 @@ impl Line {
 
     fn emit(&self, status: u16, bytes: Option<u64>, hold: &'static str) {
         let elapsed = self.start.elapsed();
-        let route = self.note.route.get().map_or(
-            if matches!(self.method, Method::GET | Method::HEAD) {
-                "static"
-            } else {
-                "other"
-            },
-            String::as_str,
-        );
-        let handles = RouteMetrics::of(route);
-        handles.requests(route, status_label(status)).increment(1);
+        let handles = match self.note.route.get() {
+            Some(r) => Arc::clone(r),
+            None if matches!(self.method, Method::GET | Method::HEAD) => RouteMetrics::of("static"),
+            None => RouteMetrics::of("other"),
+        };
+        let route = handles.label.as_str();
+        handles.requests(status_label(status)).increment(1);
         handles.duration.record(elapsed.as_secs_f64());
         if let Some(reason) = m::rejection_reason(status) {
             metrics::counter!(m::REJECTIONS, "reason" => reason).increment(1);
@@ -404,7 +403,10 @@ mod tests {
         let res = logged(&peer, req, |_req| async move {
             note_route("listen");
             note_hold_end(HoldEnd::Shutdown);
-            let n = NOTE.with(|n| (n.route.get().cloned(), n.hold.load(Ordering::Relaxed)));
+            let n = NOTE.with(|n| {
+                let route = n.route.get().map(|r| r.label.clone());
+                (route, n.hold.load(Ordering::Relaxed))
+            });
             *s.lock().unwrap() = Some(n);
             Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
                 bytes::Bytes::from_static(b"[]"),

@@ -7,6 +7,7 @@
 //! once ([`Store::read_shared`]).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -353,8 +354,12 @@ impl Served {
                     key.push('\0');
                     match bind(scope, None, b) {
                         Bound::Null => {}
-                        Bound::Int(x) => key.push_str(&x.to_string()),
-                        Bound::Real(x) => key.push_str(&x.to_string()),
+                        Bound::Int(x) => {
+                            let _ = write!(key, "{x}");
+                        }
+                        Bound::Real(x) => {
+                            let _ = write!(key, "{x}");
+                        }
                         Bound::Text(t) => key.push_str(t),
                     }
                 }
@@ -496,11 +501,11 @@ impl Served {
                 None | Some(Value::Null) => key.push('n'),
                 Some(Value::Int(i)) => {
                     key.push('i');
-                    key.push_str(&i.to_string());
+                    let _ = write!(key, "{i}");
                 }
                 Some(Value::Real(r)) => {
                     key.push('r');
-                    key.push_str(&r.to_string());
+                    let _ = write!(key, "{r}");
                 }
                 Some(Value::Text(t)) => {
                     key.push('t');

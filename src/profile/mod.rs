@@ -243,7 +243,10 @@ pub struct Route {
 impl Route {
     /// A name for metrics and the access log: the path, and the dispatch
     /// values when several routes share it (`/chat.php?act=send`).
-    pub fn label(&self) -> String {
+    pub fn label(&self) -> std::borrow::Cow<'_, str> {
+        if self.matches.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.path);
+        }
         let mut label = self.path.clone();
         for (i, (k, v)) in self.matches.iter().enumerate() {
             label.push(if i == 0 { '?' } else { '&' });
@@ -251,7 +254,7 @@ impl Route {
             label.push('=');
             label.push_str(v);
         }
-        label
+        std::borrow::Cow::Owned(label)
     }
 }
 
