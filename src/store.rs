@@ -617,6 +617,13 @@ impl Store {
         signal(&self.inner, changes, keys);
     }
 
+    /// The change log's highest sequence (of the file open now) whose key is
+    /// signalled already: the writer signals every row up to its commit's.
+    pub fn signalled(&self) -> i64 {
+        self.inner.max_signalled.load(Ordering::Relaxed)
+            - self.inner.seq_offset.load(Ordering::Relaxed)
+    }
+
     /// Lets the writer run its maintenance (and prune the change log) even
     /// when every write comes from another process; cheap, call it often.
     pub fn tick(&self) {
@@ -940,6 +947,14 @@ impl VersionProbe {
     /// highest sequence; empty (and no query beyond the pragma) when nothing
     /// was committed.
     pub fn changed(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.changed_above(0)
+    }
+
+    /// [`VersionProbe::changed`], skipping the rows up to `floor`, which
+    /// someone else has signalled already ([`Store::signalled`]: the writer
+    /// reads and signals every row up to its own commit's, whoever wrote them).
+    pub fn changed_above(&mut self, floor: i64) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.seen = self.seen.max(floor);
         if self.released {
             return Ok(Vec::new());
         }
@@ -964,7 +979,9 @@ impl VersionProbe {
 
 fn data_version(c: &Connection) -> Result<i64, StoreError> {
     count(1);
-    Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    // Cached: the watcher asks several times per commit under load.
+    Ok(c.prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Unix time in milliseconds.
@@ -1462,6 +1479,28 @@ mod tests {
             (changed[0].0.as_str(), changed[0].1.as_str()),
             ("room", "a")
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watcher_reads_only_what_the_writer_has_not_signalled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut probe = VersionProbe::open(store.path()).unwrap();
+        store
+            .write(|r| r.run(&mut insert("ours", "1")))
+            .await
+            .unwrap();
+        // The writer signalled its commit: nothing left for the watcher.
+        assert!(store.signalled() > 0);
+        assert_eq!(probe.changed_above(store.signalled()).unwrap(), []);
+        // Another process's commit is the watcher's to find.
+        let other = Connection::open(store.path()).unwrap();
+        other
+            .execute("INSERT INTO t (room, v) VALUES ('theirs', '2')", [])
+            .unwrap();
+        let found = probe.changed_above(store.signalled()).unwrap();
+        let rooms: Vec<&str> = found.iter().map(|k| k.1.as_str()).collect();
+        assert_eq!(rooms, ["theirs"]);
     }
 
     #[test]

@@ -170,7 +170,8 @@ impl ForeignWrites {
                         }
                     }
                     metrics::counter!(crate::metrics::WATCHER_PROBES).increment(1);
-                    match probe.changed() {
+                    let floor = guard.as_ref().map_or(0, Store::signalled);
+                    match probe.changed_above(floor) {
                         Ok(keys) => {
                             if !keys.is_empty() {
                                 metrics::counter!(crate::metrics::WATCHER_CHANGES).increment(1);
