@@ -544,7 +544,7 @@ impl Served {
         // Built by the one caller that runs the read; those who join it only
         // paid for the key.
         let (profile, scope) = (self.profile.clone(), scope.clone());
-        let work = move |r: &mut crate::store::Runner<'_>| {
+        let work = move |r: &mut crate::store::Runner<'_, '_>| {
             let mut script = RouteScript::new(profile.clone(), ri, scope);
             if reads > 1 {
                 // One snapshot for all of them.
