@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Method, StatusCode, header};
 use tokio_util::sync::CancellationToken;
 
@@ -271,7 +271,7 @@ impl Served {
                 Source::Cookie => input.cookies.from_query(name),
             };
             match raw {
-                Param::Text(s) => Some(s),
+                Param::Text(s) => Some(s.as_str()),
                 _ => None,
             }
         })
@@ -602,21 +602,9 @@ fn finish(profile: &Profile, ri: usize, mut scope: Scope) -> Result<Pass, StoreE
 }
 
 fn build(answer: &profile::Answer, body: String) -> Reply {
-    let mut headers = HeaderMap::with_capacity(1 + answer.headers.len());
-    if let Ok(v) = HeaderValue::from_str(&answer.content_type) {
-        headers.insert(header::CONTENT_TYPE, v);
-    }
-    for (k, v) in &answer.headers {
-        if let (Ok(k), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            headers.append(k, v);
-        }
-    }
     Reply {
         status: answer.status,
-        headers,
+        headers: answer.header_map.clone(),
         body: Bytes::from(body),
     }
 }
@@ -776,14 +764,12 @@ fn read_params(profile: &Profile, route: &Route, input: &Input<'_>) -> Result<Sc
             // U+FFFD for each bad byte: what a browser shows of PHP's raw bytes.
             Param::InvalidUtf8(lossy) => match &p.invalid {
                 Some(reason) => return Err(reason.clone()),
-                None => Some(if p.trim {
-                    php::trim(&lossy).to_owned()
-                } else {
-                    lossy
-                }),
+                None => Some(lossy.as_str()),
             },
-            Param::Text(s) => Some(if p.trim { php::trim(&s).to_owned() } else { s }),
+            Param::Text(s) => Some(s.as_str()),
         };
+        // Borrowed until here: the one copy is the value the scope keeps.
+        let text = text.map(|t| if p.trim { php::trim(t) } else { t });
         let text = text.filter(|t| !(p.empty_is_absent && t.is_empty()));
         let value = match text {
             None => {
@@ -797,19 +783,19 @@ fn read_params(profile: &Profile, route: &Route, input: &Input<'_>) -> Result<Sc
             }
             Some(t) => {
                 if let Some(re) = &p.pattern
-                    && !re.is_match(&t)
+                    && !re.is_match(t)
                 {
                     return Err(p.invalid.clone().unwrap_or_default());
                 }
-                let too_long = p.max_chars.is_some_and(|m| php::mb_strlen(&t) > m)
+                let too_long = p.max_chars.is_some_and(|m| php::mb_strlen(t) > m)
                     || p.max_bytes.is_some_and(|m| t.len() > m);
                 if too_long {
                     return Err(p.too_long.clone().unwrap_or_default());
                 }
                 match p.kind {
-                    Kind::Text => Value::Text(t),
+                    Kind::Text => Value::Text(t.to_owned()),
                     Kind::Int => {
-                        let i = php::int_cast(&t);
+                        let i = php::int_cast(t);
                         if p.one_of.as_ref().is_some_and(|set| !set.contains(&i)) {
                             return Err(p.invalid.clone().unwrap_or_default());
                         }

@@ -276,7 +276,7 @@ fn dispatch(
         };
         if app
             .limits
-            .check_send(client, user.as_deref().map(php::trim))
+            .check_send(client, user.map(|u| php::trim(u)))
             .is_err()
         {
             return Err(Box::new(response(&engine.error(

@@ -131,7 +131,7 @@ pub fn php_params(data: &[u8]) {
             },
         };
         assert_eq!(
-            req.get(name),
+            *req.get(name),
             want,
             "{name:?} of query {query:?} and body {body:?}"
         );

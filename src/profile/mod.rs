@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use hyper::StatusCode;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{HeaderMap, StatusCode};
 use regex::Regex;
 use toml::Spanned;
 
@@ -160,6 +161,28 @@ pub struct Answer {
     pub template: String,
     /// The body does not depend on anything (rendered at load).
     pub fixed: Option<String>,
+    /// `Content-Type` and the other headers, parsed once: an answer's
+    /// headers are a clone of these.
+    pub header_map: HeaderMap,
+}
+
+/// An answer's headers as a map. Cloned once here: the values' bytes become
+/// shared, so the clone made for every answer copies no bytes.
+fn header_map(content_type: &str, headers: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(1 + headers.len());
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        map.insert(hyper::header::CONTENT_TYPE, v);
+    }
+    for (k, v) in headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            map.append(k, v);
+        }
+    }
+    drop(map.clone());
+    map
 }
 
 /// One statement of a route.
@@ -600,6 +623,7 @@ impl Profile {
                 headers: Vec::new(),
                 template: name,
                 fixed: None,
+                header_map: header_map("application/json", &[]),
             });
         }
         for (kind, i) in &errors {
@@ -1086,7 +1110,11 @@ impl Profile {
 
     /// The route for `path` whose `match` parameters agree with `raw`
     /// (given the name and its declared source).
-    pub fn route(&self, path: &str, raw: impl Fn(&str, Source) -> Option<String>) -> Option<usize> {
+    pub fn route<'a>(
+        &self,
+        path: &str,
+        raw: impl Fn(&str, Source) -> Option<&'a str>,
+    ) -> Option<usize> {
         let source = |name: &str| {
             self.params
                 .iter()
@@ -1097,7 +1125,7 @@ impl Profile {
             r.path == path
                 && r.matches
                     .iter()
-                    .all(|(k, v)| raw(k, source(k)).as_deref() == Some(v.as_str()))
+                    .all(|(k, v)| raw(k, source(k)) == Some(v.as_str()))
         })
     }
 
@@ -1362,14 +1390,16 @@ fn compile_answer(
         &format!("{key}.body"),
         &BTreeSet::new(),
     )?;
+    let headers: Vec<(String, String)> = a
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Ok(Answer {
         status,
+        header_map: header_map(&content_type, &headers),
         content_type,
-        headers: a
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        headers,
         template: name,
         fixed,
     })

@@ -242,6 +242,9 @@ type Results = Vec<(Name, Arc<Rows>)>;
 pub struct Scope {
     /// Parameters and built-ins, by name.
     vars: Arc<Vars>,
+    /// Values set on this copy while `vars` was shared (the row id a write
+    /// inserted, `timed_out`): kept beside, not by copying every value.
+    own: Vars,
     /// Statement results, by name.
     results: Arc<Results>,
 }
@@ -255,6 +258,7 @@ impl Default for Scope {
     fn default() -> Scope {
         Scope {
             vars: Arc::clone(&NO_VARS),
+            own: Vec::new(),
             results: Arc::clone(&NO_RESULTS),
         }
     }
@@ -265,15 +269,16 @@ impl Scope {
     pub fn with_capacity(vars: usize) -> Scope {
         Scope {
             vars: Arc::new(Vec::with_capacity(vars)),
+            own: Vec::new(),
             results: Arc::clone(&NO_RESULTS),
         }
     }
 
     /// A named value.
     pub fn var(&self, name: &str) -> Option<&Value> {
-        self.vars
+        self.own
             .iter()
-            .rev()
+            .chain(self.vars.iter())
             .find(|(n, _)| n == name)
             .map(|(_, v)| v)
     }
@@ -283,10 +288,17 @@ impl Scope {
         if self.var(name) == Some(&v) {
             return;
         }
-        let vars = Arc::make_mut(&mut self.vars);
-        match vars.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = v,
-            None => vars.push((Name::from(name), v)),
+        if let Some(slot) = self.own.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = v;
+            return;
+        }
+        match Arc::get_mut(&mut self.vars) {
+            Some(vars) => match vars.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = v,
+                None => vars.push((Name::from(name), v)),
+            },
+            // Shared with other copies: this one's own value, in front.
+            None => self.own.push((Name::from(name), v)),
         }
     }
 
@@ -308,6 +320,27 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_set_on_a_copy_is_seen_by_that_copy_alone() {
+        let mut first = Scope::with_capacity(2);
+        first.set("user", Value::Text("ana".into()));
+        first.set("insert_id", Value::Null);
+        let mut second = first.clone();
+        second.set("insert_id", Value::Int(7));
+        second.set("insert_id", Value::Int(8));
+        second.set("timed_out", Value::Int(1));
+        assert_eq!(second.var("insert_id"), Some(&Value::Int(8)));
+        assert_eq!(second.var("timed_out"), Some(&Value::Int(1)));
+        assert_eq!(second.var("user"), Some(&Value::Text("ana".into())));
+        assert_eq!(first.var("insert_id"), Some(&Value::Null));
+        assert_eq!(first.var("timed_out"), None);
+        // Templates see the copy's value, each name once.
+        let mut env = environment(jiff::tz::TimeZone::UTC);
+        env.add_template("t", "{{ insert_id }}/{{ user }}").unwrap();
+        assert_eq!(render(&env, "t", &second).unwrap(), "8/ana");
+        assert_eq!(render(&env, "t", &first).unwrap(), "/ana");
+    }
 
     #[test]
     fn simple_templates_and_conditions_skip_the_engine_with_the_same_result() {
@@ -380,10 +413,15 @@ impl Object for ScopeObj {
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let keys: Vec<J> = self
-            .0
-            .vars
+        let own = &self.0.own;
+        let keys: Vec<J> = own
             .iter()
+            .chain(
+                self.0
+                    .vars
+                    .iter()
+                    .filter(|(n, _)| !own.iter().any(|(o, _)| o == n)),
+            )
             .map(|(n, _)| J::from(n.as_str()))
             .chain(self.0.results.iter().map(|(n, _)| J::from(n.as_str())))
             .collect();
