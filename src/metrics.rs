@@ -82,6 +82,8 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .and_then(|b| b.install_recorder())
         .map_err(|e| format!("metrics: {e}"))?;
     describe();
+    // The hot handles, from this recorder (made before it, they would be no-ops).
+    std::sync::LazyLock::force(&HOT);
     metrics::gauge!(BUILD_INFO, "version" => VERSION, "commit" => COMMIT, "built" => BUILT)
         .set(1.0);
     Ok(handle)
@@ -172,19 +174,42 @@ pub fn rejection_reason(status: u16) -> Option<&'static str> {
 /// One write transaction of the store's writer: its size, whether every job
 /// committed, and what is still queued.
 pub fn record_batch(jobs: usize, ok: bool, queued: usize) {
-    let result = if ok { "ok" } else { "error" };
-    metrics::counter!(STORE_COMMITS, "result" => result).increment(1);
-    metrics::histogram!(STORE_BATCH_SIZE).record(jobs as f64);
-    metrics::gauge!(STORE_QUEUE_DEPTH).set(queued as f64);
+    let h = &*HOT;
+    if ok { &h.commits_ok } else { &h.commits_error }.increment(1);
+    h.batch_size.record(jobs as f64);
+    h.queue_depth.set(queued as f64);
 }
+
+/// The handles of the metrics recorded at every commit, wake-up and answer,
+/// looked up once (a lookup hashes the name and labels: a few hundred
+/// instructions, at every send). Made at first use, after [`install`].
+struct Hot {
+    commits_ok: metrics::Counter,
+    commits_error: metrics::Counter,
+    batch_size: metrics::Histogram,
+    queue_depth: metrics::Gauge,
+    wakeups: metrics::Counter,
+    answers_per_wakeup: metrics::Histogram,
+    wake_latency: metrics::Histogram,
+}
+
+static HOT: std::sync::LazyLock<Hot> = std::sync::LazyLock::new(|| Hot {
+    commits_ok: metrics::counter!(STORE_COMMITS, "result" => "ok"),
+    commits_error: metrics::counter!(STORE_COMMITS, "result" => "error"),
+    batch_size: metrics::histogram!(STORE_BATCH_SIZE),
+    queue_depth: metrics::gauge!(STORE_QUEUE_DEPTH),
+    wakeups: metrics::counter!(WAKEUPS),
+    answers_per_wakeup: metrics::histogram!(ANSWERS_PER_WAKEUP),
+    wake_latency: metrics::histogram!(WAKE_LATENCY),
+});
 
 /// A wake-up signal that moved, with the waiters it woke.
 pub fn record_wakeup(waiters: usize) {
-    metrics::counter!(WAKEUPS).increment(1);
-    metrics::histogram!(ANSWERS_PER_WAKEUP).record(waiters as f64);
+    HOT.wakeups.increment(1);
+    HOT.answers_per_wakeup.record(waiters as f64);
 }
 
 /// A held request answered after a wake-up at `woken_at`.
 pub fn record_wake_latency(woken_at: std::time::Instant) {
-    metrics::histogram!(WAKE_LATENCY).record(woken_at.elapsed().as_secs_f64());
+    HOT.wake_latency.record(woken_at.elapsed().as_secs_f64());
 }

@@ -177,6 +177,16 @@ self_cell::self_cell!(
     }
 );
 
+// SAFETY: a `Db` is the connection together with every statement prepared on
+// it, and goes from thread to thread only whole (a reader's connection moves
+// between the blocking pool's threads, one at a time: the pool's lock hands it
+// over). rusqlite's `Connection` is `Send`; its `Statement` is not only because
+// it borrows the connection, which moves with it here. Nothing in a `Db` is
+// ever used by two threads at once (it is not `Sync`), which is all SQLite
+// asks of a connection opened without its own mutex.
+#[allow(unsafe_code)]
+unsafe impl Send for Db {}
+
 impl Db {
     fn open(conn: Connection) -> Db {
         Db::new(conn, |_| Statements::default())
@@ -201,9 +211,8 @@ impl Db {
 /// Runs scripts on one connection (a reader's, or the writer's transaction).
 pub struct Runner<'r, 'c> {
     conn: &'c Connection,
-    /// The writer's statements, prepared for the connection's life. Readers
-    /// use rusqlite's cache: their connections move between the blocking
-    /// pool's threads, and statements that borrow a connection cannot.
+    /// The connection's statements, prepared for its life; `None`: rusqlite's
+    /// cache (the watcher's probe, tests).
     stmts: Option<&'r Statements<'c>>,
 }
 
@@ -364,7 +373,7 @@ struct Inner {
     generation: AtomicU64,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    idle_readers: Mutex<Vec<(u64, Connection)>>,
+    idle_readers: Mutex<Vec<(u64, Db)>>,
     read_slots: Semaphore,
     /// Shared reads queued but not started, by key: a caller asking the same
     /// joins one instead of queueing its own (see [`Store::read_shared`]).
@@ -423,10 +432,6 @@ pub fn migrate(path: &Path, schema: Schema<'_>) -> Result<(), StoreError> {
 fn apply(conn: &mut Connection, schema: Schema<'_>) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(schema.app)?;
-    tx.execute_batch(include_str!("../migrations/0001_changes.sql"))?;
-    for sql in schema.extra {
-        tx.execute_batch(sql)?;
-    }
     // Our triggers are ours to replace: drop every one, create the profile's.
     let old: Vec<String> = tx
         .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'cometa\\_wake\\_%' ESCAPE '\\'")?
@@ -434,6 +439,30 @@ fn apply(conn: &mut Connection, schema: Schema<'_>) -> Result<(), StoreError> {
         .collect::<Result<_, _>>()?;
     for name in old {
         tx.execute_batch(&format!("DROP TRIGGER \"{name}\""))?;
+    }
+    // A change log made by an earlier build, with AUTOINCREMENT: rebuilt
+    // without it (see migrations/0001_changes.sql), its rows kept, and its
+    // highest sequence ever given kept as a row of no topic, so that no
+    // sequence is given twice.
+    let autoincrement: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cometa_changes' AND sql LIKE '%AUTOINCREMENT%')",
+        [],
+        |r| r.get(0),
+    )?;
+    if autoincrement {
+        tx.execute_batch(
+            "CREATE TABLE cometa_changes_rebuilt (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key TEXT NOT NULL);
+             INSERT INTO cometa_changes_rebuilt (seq, topic, key) SELECT seq, topic, key FROM cometa_changes;
+             INSERT INTO cometa_changes_rebuilt (seq, topic, key)
+                 SELECT seq, '', '' FROM sqlite_sequence
+                 WHERE name = 'cometa_changes' AND seq > (SELECT IFNULL(MAX(seq), 0) FROM cometa_changes);
+             DROP TABLE cometa_changes;
+             ALTER TABLE cometa_changes_rebuilt RENAME TO cometa_changes;",
+        )?;
+    }
+    tx.execute_batch(include_str!("../migrations/0001_changes.sql"))?;
+    for sql in schema.extra {
+        tx.execute_batch(sql)?;
     }
     for t in schema.topics {
         for on in &t.on {
@@ -872,17 +901,17 @@ impl Store {
             let pooled = inner.idle_readers.lock().expect("reader pool").pop();
             let (born, conn) = match pooled {
                 Some(c) if c.0 == generation => c,
-                _ => (generation, open_reader(&inner.path)?),
+                _ => (generation, Db::open(open_reader(&inner.path)?)),
             };
-            let out = f(&mut Runner {
-                conn: &conn,
-                stmts: None,
+            let out = conn.run(|r| {
+                let out = f(r);
+                if !r.conn.is_autocommit() {
+                    // Ends the read transaction `begin` opened (not counted:
+                    // it reads nothing).
+                    let _ = r.with("ROLLBACK", |st, _| Ok(st.raw_execute()?));
+                }
+                out
             });
-            if !conn.is_autocommit() {
-                let _ = conn
-                    .prepare_cached("ROLLBACK")
-                    .and_then(|mut s| s.execute([]));
-            }
             if born == inner.generation.load(Ordering::Relaxed) {
                 inner
                     .idle_readers
@@ -1510,6 +1539,64 @@ mod tests {
             on: vec!["insert".into()],
             key: "NEW.room".into(),
         }]
+    }
+
+    #[test]
+    fn a_change_log_with_autoincrement_is_rebuilt_and_its_newest_row_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE cometa_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key TEXT NOT NULL);
+             INSERT INTO cometa_changes (topic, key) VALUES ('room', 'a'), ('room', 'b'), ('room', 'c');
+             DELETE FROM cometa_changes WHERE seq = 3;",
+        )
+        .unwrap();
+        drop(old);
+        let topics = topics();
+        let schema = Schema {
+            app: APP,
+            extra: &[],
+            topics: &topics,
+        };
+        migrate(&path, schema).unwrap();
+        migrate(&path, schema).expect("a second migrate finds nothing to rebuild");
+        let conn = Connection::open(&path).unwrap();
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'cometa_changes'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(!sql.contains("AUTOINCREMENT"), "{sql}");
+        let log = |conn: &Connection| -> Vec<(i64, String)> {
+            conn.prepare("SELECT seq, key FROM cometa_changes ORDER BY seq")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        // Sequence 3 was given once: the next change is logged above it.
+        conn.execute("INSERT INTO t (room, v) VALUES ('x', 'one')", [])
+            .unwrap();
+        assert_eq!(
+            log(&conn),
+            [
+                (1, "a".to_owned()),
+                (2, "b".to_owned()),
+                (3, String::new()),
+                (4, "x".to_owned())
+            ]
+        );
+        // Deleting the whole log by hand leaves the newest row, and the
+        // sequence goes on from it.
+        conn.execute("DELETE FROM cometa_changes", []).unwrap();
+        assert_eq!(log(&conn), [(4, "x".to_owned())]);
+        conn.execute("INSERT INTO t (room, v) VALUES ('y', 'two')", [])
+            .unwrap();
+        assert_eq!(log(&conn), [(4, "x".to_owned()), (5, "y".to_owned())]);
     }
 
     fn store(dir: &Path) -> Store {
