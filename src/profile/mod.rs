@@ -1031,7 +1031,7 @@ impl Profile {
                         Some(cond) if name.starts_with("when:") => {
                             templates::Fast::of_condition(cond)
                         }
-                        _ => templates::Fast::of_template(src),
+                        _ => templates::Fast::of_template(src, tz),
                     }?;
                     Some((name.to_owned(), fast))
                 })
