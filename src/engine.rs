@@ -296,10 +296,11 @@ impl Served {
             }
         };
         let now = now_ms();
-        scope.set("now_ms", Value::Int(now));
-        scope.set("now", Value::Int(now.div_euclid(1000)));
-        scope.set("timed_out", Value::Int(0));
-        scope.set("insert_id", Value::Null);
+        // Names no parameter has (the profile refuses them).
+        scope.push_new("now_ms", Value::Int(now));
+        scope.push_new("now", Value::Int(now.div_euclid(1000)));
+        scope.push_new("timed_out", Value::Int(0));
+        scope.push_new("insert_id", Value::Null);
         if let Some(committed) = self.detached(ri, &scope, now) {
             // Normally committed within a few ms, and then visible to the
             // client's next request as PHP's mark was; but never waited for
@@ -804,7 +805,8 @@ fn read_params(profile: &Profile, route: &Route, input: &Input<'_>) -> Result<Sc
                 }
             }
         };
-        scope.set(&p.name, value);
+        // Each parameter once (a name listed twice reads the same value).
+        scope.push_new(&p.name, value);
     }
     Ok(scope)
 }

@@ -281,8 +281,17 @@ impl Scope {
         self.own
             .iter()
             .chain(self.vars.iter())
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.len() == name.len() && n == name)
             .map(|(_, v)| v)
+    }
+
+    /// Adds a value under a name this scope does not have yet (a route's
+    /// parameters and the built-ins, each set once: no search first).
+    pub fn push_new(&mut self, name: &str, v: Value) {
+        match Arc::get_mut(&mut self.vars) {
+            Some(vars) => vars.push((Name::from(name), v)),
+            None => self.own.push((Name::from(name), v)),
+        }
     }
 
     /// Sets a named value.
