@@ -32,8 +32,8 @@ const DETACHED_WAIT: Duration = Duration::from_millis(50);
 pub struct Reply {
     /// HTTP status.
     pub status: StatusCode,
-    /// Headers (`Content-Type` among them).
-    pub headers: HeaderMap,
+    /// Headers (`Content-Type` among them): the answer's, shared.
+    pub headers: Arc<HeaderMap>,
     /// Body bytes.
     pub body: Bytes,
 }
@@ -248,14 +248,13 @@ impl Served {
             && !reply.headers.contains_key(header::ALLOW)
             && let Ok(v) = HeaderValue::from_str(allow)
         {
-            reply.headers.insert(header::ALLOW, v);
+            Arc::make_mut(&mut reply.headers).insert(header::ALLOW, v);
         }
         if reply.status == StatusCode::SERVICE_UNAVAILABLE
             && kind == ErrorKind::Unavailable
             && !reply.headers.contains_key(header::RETRY_AFTER)
         {
-            reply
-                .headers
+            Arc::make_mut(&mut reply.headers)
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         Arc::new(reply)
@@ -495,7 +494,8 @@ impl Served {
     /// The key of the question a read-only route asks: the route and the
     /// values of the parameters its reads and answer depend on.
     fn question_key(&self, ri: usize, scope: &Scope) -> String {
-        let mut key = ri.to_string();
+        let mut key = String::with_capacity(32);
+        let _ = write!(key, "{ri}");
         for &p in &self.question[ri] {
             key.push('\0');
             match scope.var(&self.profile.params[p].name) {
@@ -605,7 +605,7 @@ fn finish(profile: &Profile, ri: usize, mut scope: Scope) -> Result<Pass, StoreE
 fn build(answer: &profile::Answer, body: String) -> Reply {
     Reply {
         status: answer.status,
-        headers: answer.header_map.clone(),
+        headers: Arc::clone(&answer.header_map),
         body: Bytes::from(body),
     }
 }

@@ -299,7 +299,7 @@ fn dispatch(
 pub(crate) fn response(reply: &Reply) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(reply.body.clone()));
     *res.status_mut() = reply.status;
-    *res.headers_mut() = reply.headers.clone();
+    *res.headers_mut() = hyper::HeaderMap::clone(&reply.headers);
     res
 }
 

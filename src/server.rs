@@ -658,7 +658,7 @@ fn refuse(sock: Sock, refusals: &Arc<Semaphore>, app: &App, kind: ErrorKind) {
         reply.status.canonical_reason().unwrap_or("")
     )
     .into_bytes();
-    for (name, value) in &reply.headers {
+    for (name, value) in reply.headers.iter() {
         if name != header::CONTENT_LENGTH && name != header::CONNECTION {
             answer.extend_from_slice(name.as_str().as_bytes());
             answer.extend_from_slice(b": ");

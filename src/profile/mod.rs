@@ -161,14 +161,14 @@ pub struct Answer {
     pub template: String,
     /// The body does not depend on anything (rendered at load).
     pub fixed: Option<String>,
-    /// `Content-Type` and the other headers, parsed once: an answer's
-    /// headers are a clone of these.
-    pub header_map: HeaderMap,
+    /// `Content-Type` and the other headers, parsed once and shared by every
+    /// answer.
+    pub header_map: std::sync::Arc<HeaderMap>,
 }
 
 /// An answer's headers as a map. Cloned once here: the values' bytes become
-/// shared, so the clone made for every answer copies no bytes.
-fn header_map(content_type: &str, headers: &[(String, String)]) -> HeaderMap {
+/// shared, so the clone made for every response copies no bytes.
+fn header_map(content_type: &str, headers: &[(String, String)]) -> std::sync::Arc<HeaderMap> {
     let mut map = HeaderMap::with_capacity(1 + headers.len());
     if let Ok(v) = HeaderValue::from_str(content_type) {
         map.insert(hyper::header::CONTENT_TYPE, v);
@@ -182,7 +182,7 @@ fn header_map(content_type: &str, headers: &[(String, String)]) -> HeaderMap {
         }
     }
     drop(map.clone());
-    map
+    std::sync::Arc::new(map)
 }
 
 /// One statement of a route.

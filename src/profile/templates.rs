@@ -871,7 +871,7 @@ impl Fast {
     pub fn render(&self, scope: &Scope) -> Option<String> {
         match self {
             Fast::Text(pieces) => {
-                let mut out = String::new();
+                let mut out = String::with_capacity(64);
                 render_pieces(pieces, scope, &mut Vec::new(), &mut out)?;
                 Some(out)
             }
