@@ -431,6 +431,9 @@ mod tests {
             "{{ rows }}",
             "{% for m in rows %}{{ m }}{% endfor %}",
             "{% for m in rows %}{{ m.nope }}{% endfor %}",
+            "{{ rows[0].id }}|{{ rows[1].user|h|json }}|{{ rows[2].created_at|date('H:i') }}",
+            "{{ rows[0].nope }}",
+            "{{ v[0].id }}",
         ];
         let conditions = [
             "v",
@@ -501,7 +504,7 @@ mod tests {
                 ]],
             }),
         );
-        for src in [classic, typing] {
+        for src in [classic, typing, "{{ rows[0].id }}"] {
             assert!(
                 Fast::of_template(src, &tz)
                     .unwrap()
@@ -662,10 +665,11 @@ pub enum Piece {
     },
 }
 
-/// `name`, or `item.column`, and its filters.
+/// `name`, `item.column` or `result[N].column`, and its filters.
 #[derive(Debug, Clone)]
 pub struct Expr {
     name: String,
+    index: Option<usize>,
     field: Option<String>,
     filters: Vec<Filter>,
 }
@@ -737,8 +741,19 @@ fn expr(inner: &str, tz: &jiff::tz::TimeZone) -> Option<Expr> {
     parts.push(&inner[start..]);
     let (head, filters) = parts.split_first()?;
     let (name, field) = match head.split_once('.') {
-        Some((n, f)) => (ident(n)?, Some(ident(f)?.to_owned())),
-        None => (ident(head)?, None),
+        Some((n, f)) => (n, Some(ident(f)?.to_owned())),
+        None => (*head, None),
+    };
+    // `result[N].column`: a row of a result by its index.
+    let (name, index) = match name.trim().strip_suffix(']') {
+        Some(n) => {
+            let (n, i) = n.split_once('[')?;
+            if field.is_none() || !i.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (ident(n)?, Some(i.parse().ok()?))
+        }
+        None => (ident(name)?, None),
     };
     let filters = filters
         .iter()
@@ -757,6 +772,7 @@ fn expr(inner: &str, tz: &jiff::tz::TimeZone) -> Option<Expr> {
         .collect::<Option<Vec<_>>>()?;
     Some(Expr {
         name: name.to_owned(),
+        index,
         field,
         filters,
     })
@@ -1039,8 +1055,17 @@ fn render_pieces<'a>(
 }
 
 /// The value an expression names, as the engine finds it: the innermost loop
-/// item of that name, else the scope (a result there is the engine's).
+/// item of that name, else the scope (a result there is the engine's, but for
+/// one of its rows' columns).
 fn lookup<'a>(e: &Expr, scope: &'a Scope, loops: &[Loop<'a>]) -> Option<V<'a>> {
+    if let Some(i) = e.index {
+        if loops.iter().any(|l| l.item == e.name) {
+            return None;
+        }
+        let rows = scope.result(&e.name)?;
+        let c = rows.columns.iter().position(|c| Some(c) == e.field.as_ref())?;
+        return rows.rows.get(i).map(|row| V::from(&row[c]));
+    }
     if let Some(l) = loops.iter().rev().find(|l| l.item == e.name) {
         let c = l.columns.iter().position(|c| Some(c) == e.field.as_ref())?;
         return Some(V::from(&l.row[c]));
