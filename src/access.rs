@@ -7,11 +7,12 @@
 //! ended: `answered`, `empty`, `shutdown`, `client_gone`; `-` for any other
 //! request), `client` and `request_id`.
 //!
-//! Two hooks let the code that serves the request say what only it knows,
-//! without passing anything down: [`note_route`] names the route (a bounded
-//! label for metrics; unnamed requests count as `static` or `other`) and
-//! [`note_hold_end`] says how a hold ended. Both are task-locals set up by
-//! [`logged`]; outside it they do nothing. A request whose future is dropped
+//! The code that serves the request says what only it knows through the
+//! [`Noted`] that [`logged`] puts in the request's extensions:
+//! [`Noted::route`] names the route (a bounded label for metrics; unnamed
+//! requests count as `static` or `other`) and [`Noted::outcome`] says how a
+//! hold ended. (A task-local did this before: it copied itself in and out of
+//! the thread at every poll of every request.) A request whose future is dropped
 //! before it answers (hyper does that when the client goes away) is logged with
 //! status 499 and `hold=client_gone`, as nginx writes it.
 //!
@@ -72,32 +73,44 @@ struct Note {
     hold: AtomicU8,
 }
 
-tokio::task_local! {
-    static NOTE: Arc<Note>;
-}
+/// Where the code serving a request notes what the access line and the
+/// metrics need from it; [`logged`] puts one in the request's extensions.
+#[derive(Clone)]
+pub struct Noted(Arc<Note>);
 
-/// Names the route of the request being served (for metrics and the access
-/// line): a fixed name per route (the profile's), never anything taken from
-/// the request, so that the label's values stay few.
-pub fn note_route(name: &str) {
-    let _ = NOTE.try_with(|n| n.route.set(RouteMetrics::of(name)));
-}
-
-/// Records how the engine's answer came about (the hold's end, if it held).
-pub fn note_outcome(outcome: crate::engine::Outcome) {
-    use crate::engine::Outcome;
-    match outcome {
-        Outcome::Answered => note_hold_end(HoldEnd::Answered),
-        Outcome::Empty => note_hold_end(HoldEnd::Empty),
-        Outcome::Shutdown => note_hold_end(HoldEnd::Shutdown),
-        Outcome::Immediate | Outcome::Refused => {}
+impl Noted {
+    /// The request's; a request that did not come through [`logged`] (a
+    /// test's) gets one nobody reads.
+    pub fn of<B>(req: &Request<B>) -> Noted {
+        req.extensions()
+            .get::<Noted>()
+            .cloned()
+            .unwrap_or_else(|| Noted(Arc::default()))
     }
-}
 
-/// Says how the long-poll being served ended.
-pub fn note_hold_end(how: HoldEnd) {
-    let _ = NOTE.try_with(|n| n.hold.store(how as u8, Ordering::Relaxed));
-    holds_ended(how as u8).increment(1);
+    /// Names the route of the request (for metrics and the access line): a
+    /// fixed name per route (the profile's), never anything taken from the
+    /// request, so that the label's values stay few.
+    pub fn route(&self, name: &str) {
+        let _ = self.0.route.set(RouteMetrics::of(name));
+    }
+
+    /// Records how the engine's answer came about (the hold's end, if it held).
+    pub fn outcome(&self, outcome: crate::engine::Outcome) {
+        use crate::engine::Outcome;
+        match outcome {
+            Outcome::Answered => self.hold_end(HoldEnd::Answered),
+            Outcome::Empty => self.hold_end(HoldEnd::Empty),
+            Outcome::Shutdown => self.hold_end(HoldEnd::Shutdown),
+            Outcome::Immediate | Outcome::Refused => {}
+        }
+    }
+
+    /// Says how the long-poll ended.
+    pub fn hold_end(&self, how: HoldEnd) {
+        self.0.hold.store(how as u8, Ordering::Relaxed);
+        holds_ended(how as u8).increment(1);
+    }
 }
 
 /// The counter of holds ended by `how` (a [`HoldEnd`], or 0: the client went
@@ -125,7 +138,7 @@ fn holds_ended(how: u8) -> &'static metrics::Counter {
 /// for its whole life; see BENCHMARKS.md, "RSS per waiter").
 pub fn logged<Req, B, F, Fut>(
     peer: &Peer,
-    req: Request<Req>,
+    mut req: Request<Req>,
     handler: F,
 ) -> impl Future<Output = Result<Response<B>, Infallible>> + use<Req, B, F, Fut>
 where
@@ -160,10 +173,8 @@ where
     };
     // Dropped unfinished (the client went away), the closure drops the line,
     // which logs it as such.
-    // The handler's synchronous part (routing, in `routes::handle`) runs in
-    // the note's scope too.
-    let fut = NOTE.sync_scope(Arc::clone(&note), || handler(req));
-    NOTE.scope(note, fut).map(move |res| {
+    req.extensions_mut().insert(Noted(note));
+    handler(req).map(move |res| {
         let Ok(res) = res;
         let bytes = res.body().size_hint().exact();
         line.finish(res.status().as_u16(), bytes);
@@ -390,9 +401,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hooks_reach_the_line_and_do_nothing_outside_it() {
-        note_route("nowhere");
-        note_hold_end(HoldEnd::Empty);
+    async fn notes_reach_the_line() {
         let peer = Peer {
             addr: None,
             trusted_proxy: true,
@@ -400,13 +409,14 @@ mod tests {
         let seen = Arc::new(std::sync::Mutex::new(None));
         let s = Arc::clone(&seen);
         let req = Request::new(http_body_util::Empty::<bytes::Bytes>::new());
-        let res = logged(&peer, req, |_req| async move {
-            note_route("listen");
-            note_hold_end(HoldEnd::Shutdown);
-            let n = NOTE.with(|n| {
-                let route = n.route.get().map(|r| r.label.clone());
-                (route, n.hold.load(Ordering::Relaxed))
-            });
+        let res = logged(&peer, req, |req| async move {
+            let noted = Noted::of(&req);
+            noted.route("listen");
+            noted.hold_end(HoldEnd::Shutdown);
+            let n = (
+                noted.0.route.get().map(|r| r.label.clone()),
+                noted.0.hold.load(Ordering::Relaxed),
+            );
             *s.lock().unwrap() = Some(n);
             Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
                 bytes::Bytes::from_static(b"[]"),

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use tokio::sync::Semaphore;
 
+use crate::access::Noted;
 use crate::config::Config;
 use crate::engine::{Engine, Input, Reply, Served};
 use crate::error::{ApiError, text};
@@ -86,6 +87,7 @@ enum Step {
 
 /// A request for the engine, with everything its answer needs.
 struct Call {
+    noted: Noted,
     engine: Arc<Served>,
     route: usize,
     method: Method,
@@ -98,6 +100,7 @@ impl Call {
     /// fn` would keep `self` twice (its argument and its binding).
     fn run(self) -> impl Future<Output = Result<Answer, Infallible>> + Send {
         let Call {
+            noted,
             engine,
             route,
             method,
@@ -111,7 +114,7 @@ impl Call {
                 cookies: &cookies,
             };
             let (reply, outcome) = engine.answer(route, &input).await;
-            crate::access::note_outcome(outcome);
+            noted.outcome(outcome);
             Ok(response(&reply))
         }
     }
@@ -119,6 +122,7 @@ impl Call {
 
 /// A POST to a profile's path, its body not read yet.
 struct Post {
+    noted: Noted,
     engine: Arc<Served>,
     path: String,
     client: Client,
@@ -134,6 +138,7 @@ impl Post {
     fn run(self, app: Arc<App>) -> impl Future<Output = Result<Answer, Infallible>> + Send {
         use futures_util::FutureExt as _;
         let Post {
+            noted,
             engine,
             path,
             client,
@@ -154,7 +159,16 @@ impl Post {
             };
             let params = php::Request::parse(query.as_deref(), form.then_some(&body[..]));
             drop(body);
-            match dispatch(&app, engine, &path, Method::POST, params, cookies, client) {
+            match dispatch(
+                &app,
+                noted,
+                engine,
+                &path,
+                Method::POST,
+                params,
+                cookies,
+                client,
+            ) {
                 Ok(call) => Either::Right(call.run()),
                 Err(answer) => Either::Left(ready(Ok(*answer))),
             }
@@ -212,6 +226,7 @@ fn prepare(app: &App, req: Request<Incoming>) -> Result<Step, ApiError> {
         let cookies = php::Request::parse_cookies(&cookies);
         if req.method() == Method::POST {
             return Ok(Step::Post(Post {
+                noted: Noted::of(&req),
                 engine,
                 path,
                 client,
@@ -225,15 +240,16 @@ fn prepare(app: &App, req: Request<Incoming>) -> Result<Step, ApiError> {
         // the request (its headers, its bytes in hyper's read buffer) is kept.
         let params = php::Request::parse(req.uri().query(), None);
         let method = req.method().clone();
+        let noted = Noted::of(&req);
         drop(req);
-        return match dispatch(app, engine, &path, method, params, cookies, client) {
+        return match dispatch(app, noted, engine, &path, method, params, cookies, client) {
             Ok(call) => Ok(Step::Call(call)),
             Err(answer) => Ok(Step::Reply(*answer)),
         };
     }
     match (req.method(), path) {
         (&Method::GET, "/_cometa/stats") if app.config.public_stats => {
-            crate::access::note_route("stats");
+            Noted::of(&req).route("stats");
             Ok(Step::Reply(text(
                 StatusCode::OK,
                 "application/json",
@@ -250,8 +266,10 @@ fn prepare(app: &App, req: Request<Incoming>) -> Result<Step, ApiError> {
 
 /// The route for a request whose parameters are read, and the per-client send
 /// limit of a rate-limited route; or the answer that ends it here.
+#[allow(clippy::too_many_arguments)]
 fn dispatch(
     app: &App,
+    noted: Noted,
     engine: Arc<Served>,
     path: &str,
     method: Method,
@@ -267,7 +285,7 @@ fn dispatch(
     let Some(route) = engine.route(path, &input) else {
         return Err(Box::new(ApiError::NotFound.into_response()));
     };
-    crate::access::note_route(&engine.profile().routes[route].label());
+    noted.route(&engine.profile().routes[route].label());
     if engine.profile().routes[route].rate_limited {
         // The user name is the request's `user` parameter, trimmed, when it has one.
         let user = match params.get("user") {
@@ -287,6 +305,7 @@ fn dispatch(
         }
     }
     Ok(Call {
+        noted,
         engine,
         route,
         method,

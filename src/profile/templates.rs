@@ -1063,7 +1063,10 @@ fn lookup<'a>(e: &Expr, scope: &'a Scope, loops: &[Loop<'a>]) -> Option<V<'a>> {
             return None;
         }
         let rows = scope.result(&e.name)?;
-        let c = rows.columns.iter().position(|c| Some(c) == e.field.as_ref())?;
+        let c = rows
+            .columns
+            .iter()
+            .position(|c| Some(c) == e.field.as_ref())?;
         return rows.rows.get(i).map(|row| V::from(&row[c]));
     }
     if let Some(l) = loops.iter().rev().find(|l| l.item == e.name) {
