@@ -199,21 +199,15 @@ impl Db {
 
     /// `f` with a runner on this connection and its statements.
     fn run<R>(&self, f: impl FnOnce(&mut Runner<'_, '_>) -> R) -> R {
-        self.with_dependent(|conn, stmts| {
-            f(&mut Runner {
-                conn,
-                stmts: Some(stmts),
-            })
-        })
+        self.with_dependent(|conn, stmts| f(&mut Runner { conn, stmts }))
     }
 }
 
 /// Runs scripts on one connection (a reader's, or the writer's transaction).
 pub struct Runner<'r, 'c> {
     conn: &'c Connection,
-    /// The connection's statements, prepared for its life; `None`: rusqlite's
-    /// cache (the watcher's probe, tests).
-    stmts: Option<&'r Statements<'c>>,
+    /// The connection's statements, prepared for its life.
+    stmts: &'r Statements<'c>,
 }
 
 impl<'c> Runner<'_, 'c> {
@@ -229,23 +223,16 @@ impl<'c> Runner<'_, 'c> {
         self.with(sql, |st, _| Ok(st.raw_execute().map(|_| ())?))
     }
 
-    /// `f` on `sql`'s statement, prepared once for the connection's life, and
-    /// its parameters' names when they are known already.
+    /// `f` on `sql`'s statement, prepared once for the connection's life,
+    /// and its parameters' names.
     fn with<R>(
         &self,
         sql: &str,
-        f: impl FnOnce(
-            &mut rusqlite::Statement<'c>,
-            Option<&[Option<Box<str>>]>,
-        ) -> Result<R, StoreError>,
+        f: impl FnOnce(&mut rusqlite::Statement<'c>, &[Option<Box<str>>]) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let Some(stmts) = self.stmts else {
-            let mut st = self.conn.prepare_cached(sql)?;
-            return f(&mut st, None);
-        };
-        let mut stmts = stmts.borrow_mut();
+        let mut stmts = self.stmts.borrow_mut();
         if let Some(p) = stmts.get_mut(sql) {
-            return f(&mut p.st, Some(&p.names));
+            return f(&mut p.st, &p.names);
         }
         let st = self.conn.prepare(sql)?;
         let names = (1..=st.parameter_count())
@@ -257,7 +244,7 @@ impl<'c> Runner<'_, 'c> {
         let p = stmts
             .entry(Box::from(sql))
             .or_insert(Prepared { st, names });
-        f(&mut p.st, Some(&p.names))
+        f(&mut p.st, &p.names)
     }
 
     /// Runs `script`'s statements in order.
@@ -269,13 +256,9 @@ impl<'c> Runner<'_, 'c> {
             count(1);
             let sql = script.sql(i);
             let out = self.with(sql, |st, names| {
-                for p in 1..=st.parameter_count() {
-                    let bound = match names {
-                        Some(names) => names[p - 1].as_deref().map(|n| script.bind(i, n)),
-                        None => st.parameter_name(p).map(|n| script.bind(i, &n[1..])),
-                    };
+                for (p, name) in (1..).zip(names) {
                     // `?` (no name): a profile cannot give it a value.
-                    match bound.unwrap_or(Bound::Null) {
+                    match name.as_deref().map_or(Bound::Null, |n| script.bind(i, n)) {
                         Bound::Null => st.raw_bind_parameter(p, rusqlite::types::Null)?,
                         Bound::Int(x) => st.raw_bind_parameter(p, x)?,
                         Bound::Real(x) => st.raw_bind_parameter(p, x)?,
@@ -1030,7 +1013,7 @@ impl Store {
 /// connection of its own says whether anything was committed (by anyone),
 /// then the change log's new rows say what.
 pub struct VersionProbe {
-    conn: Connection,
+    db: Db,
     version: i64,
     seen: i64,
     /// Closed (the file was replaced): nothing to look at until reopened.
@@ -1040,13 +1023,11 @@ pub struct VersionProbe {
 impl VersionProbe {
     /// Opens the probe; changes logged so far count as seen.
     pub fn open(path: &Path) -> Result<VersionProbe, StoreError> {
-        let conn = open_reader(path)?;
-        let version = data_version(&conn)?;
-        let seen = conn.query_row("SELECT IFNULL(MAX(seq), 0) FROM cometa_changes", [], |r| {
-            r.get(0)
-        })?;
+        let db = Db::open(open_reader(path)?);
+        let version = data_version(&db)?;
+        let seen = max_seq(db.conn())?;
         Ok(VersionProbe {
-            conn,
+            db,
             version,
             seen,
             released: false,
@@ -1056,7 +1037,7 @@ impl VersionProbe {
     /// Closes the connection to the file (before another file is opened at its path).
     pub fn release(&mut self) {
         if let Ok(c) = Connection::open_in_memory() {
-            drop(std::mem::replace(&mut self.conn, c));
+            self.db = Db::open(c);
             self.released = true;
         }
     }
@@ -1081,16 +1062,12 @@ impl VersionProbe {
         if self.released {
             return Ok(Vec::new());
         }
-        let version = data_version(&self.conn)?;
+        let version = data_version(&self.db)?;
         if version == self.version {
             return Ok(Vec::new());
         }
         self.version = version;
-        let probe = Runner {
-            conn: &self.conn,
-            stmts: None,
-        };
-        let keys = changed_since(&probe, self.seen)?;
+        let keys = self.db.run(|r| changed_since(r, self.seen))?;
         if let Some(max) = keys.iter().map(|k| k.2).max() {
             self.seen = max;
         }
@@ -1098,11 +1075,14 @@ impl VersionProbe {
     }
 }
 
-fn data_version(c: &Connection) -> Result<i64, StoreError> {
+fn data_version(db: &Db) -> Result<i64, StoreError> {
     count(1);
-    // Cached: the watcher asks several times per commit under load.
-    Ok(c.prepare_cached("PRAGMA data_version")?
-        .query_row([], |r| r.get(0))?)
+    // Prepared once: the watcher asks several times per commit under load.
+    db.run(|r| {
+        r.with("PRAGMA data_version", |st, _| {
+            Ok(st.query_row([], |r| r.get(0))?)
+        })
+    })
 }
 
 /// Unix time in milliseconds.
@@ -1118,7 +1098,6 @@ fn writer_loop(
     durability: Durability,
     inner: &Inner,
 ) {
-    // Made here: its statements borrow the connection and stay on this thread.
     let mut db = Db::open(conn);
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let started = Instant::now();
@@ -1789,12 +1768,7 @@ mod tests {
         )
         .unwrap();
         let mut s = Sql(vec![("SELECT v FROM t", vec![])], vec![]);
-        Runner {
-            conn: &c,
-            stmts: None,
-        }
-        .run(&mut s)
-        .unwrap();
+        Db::open(c).run(|r| r.run(&mut s)).unwrap();
         assert_eq!(s.1[0].rows[0][0], Value::Text("a\u{FFFD}b".into()));
     }
 }

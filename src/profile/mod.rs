@@ -153,10 +153,6 @@ pub struct Topic {
 pub struct Answer {
     /// HTTP status.
     pub status: StatusCode,
-    /// `Content-Type`.
-    pub content_type: String,
-    /// Other headers.
-    pub headers: Vec<(String, String)>,
     /// The template's name in the environment.
     pub template: String,
     /// The body does not depend on anything (rendered at load).
@@ -168,8 +164,11 @@ pub struct Answer {
 
 /// An answer's headers as a map. Cloned once here: the values' bytes become
 /// shared, so the clone made for every response copies no bytes.
-fn header_map(content_type: &str, headers: &[(String, String)]) -> std::sync::Arc<HeaderMap> {
-    let mut map = HeaderMap::with_capacity(1 + headers.len());
+fn header_map<'a>(
+    content_type: &str,
+    headers: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> std::sync::Arc<HeaderMap> {
+    let mut map = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(content_type) {
         map.insert(hyper::header::CONTENT_TYPE, v);
     }
@@ -619,11 +618,9 @@ impl Profile {
             errors.insert(kind, answers.len());
             answers.push(Answer {
                 status: StatusCode::from_u16(status).expect("valid status"),
-                content_type: "application/json".into(),
-                headers: Vec::new(),
                 template: name,
                 fixed: None,
-                header_map: header_map("application/json", &[]),
+                header_map: header_map("application/json", []),
             });
         }
         for (kind, i) in &errors {
@@ -1390,16 +1387,9 @@ fn compile_answer(
         &format!("{key}.body"),
         &BTreeSet::new(),
     )?;
-    let headers: Vec<(String, String)> = a
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     Ok(Answer {
         status,
-        header_map: header_map(&content_type, &headers),
-        content_type,
-        headers,
+        header_map: header_map(&content_type, &a.headers),
         template: name,
         fixed,
     })
